@@ -1,0 +1,151 @@
+"""`tre-link`: one subcommand per stage. Each parses args, loads config, builds the session,
+calls one library function and exits with a status (0 ok, 2 a problem the user can fix)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tre_link.config import JobConfig, SparkSettings, load_config
+from tre_link.errors import TreLinkError
+
+log = logging.getLogger("tre_link")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s tre-link %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "splink", "mlflow", "alembic", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _session(cfg: JobConfig | None, master: str | None = None):
+    from tre_link.spark import build_session
+
+    settings = cfg.spark if cfg else SparkSettings()
+    if master:
+        settings = settings.model_copy(update={"master": master})
+    return build_session(settings)
+
+
+def _cmd_synth(args, cfg: JobConfig) -> int:
+    from tre_link.errors import ConfigError
+    from tre_link.synth import generate
+
+    if cfg.synth is None:
+        raise ConfigError(f"{args.config}: no `synth` section, so there is nothing to generate")
+    spark = _session(cfg, args.master)
+    result = generate(spark, cfg.synth)
+    print(json.dumps({"sources": result.source_paths, "opt_outs": result.opt_outs_path, "truth": result.truth_path}))
+    return 0
+
+
+def _cmd_pseudonymise(args, cfg: JobConfig | None) -> int:
+    from tre_link.config import KeySource
+    from tre_link.pseudonymise import pseudonymise_table
+    from tre_link.secrets import load_key
+
+    key = load_key(KeySource(env=args.key_env, file=args.key_file), purpose="linkage")
+    spark = _session(cfg, args.master)
+    pseudonymise_table(spark, args.input, args.output, args.column, key, extra_columns=args.extra)
+    log.info("pseudonymise: wrote %s", args.output)
+    return 0
+
+
+def _cmd_stage(stage: str):
+    def run(args, cfg: JobConfig) -> int:
+        from tre_link import pipeline
+
+        spark = _session(cfg, args.master)
+        if stage == "standardise":
+            report = pipeline.run_standardise(spark, cfg)
+            report = {"sources": {k: {"version": v["version"]} for k, v in report["sources"].items()}}
+        elif stage == "train":
+            report = pipeline.run_train(spark, cfg)
+        elif stage == "link":
+            from tre_link.tracking import configure_mlflow, resolve_model
+
+            model = args.model or cfg.linkage.model
+            if model and model.startswith("models:/"):
+                configure_mlflow(cfg)
+            model_json = resolve_model(model, "") if model else None
+            report = pipeline.released(pipeline.run_link(spark, cfg, model_json))
+        else:
+            report = {"research_dataset": pipeline.run_publish(spark, cfg, args.project)}
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+
+    return run
+
+
+def _cmd_run(args, cfg: JobConfig) -> int:
+    from tre_link import pipeline
+
+    spark = _session(cfg, args.master)
+    summary = pipeline.run_all(spark, cfg, args.config)
+    print(pipeline.format_summary(summary))
+    return 0
+
+
+def _cmd_demo(args, cfg: JobConfig) -> int:
+    from tre_link import demo
+
+    spark = _session(cfg, args.master)
+    summary = demo.run_demo(spark, cfg, args.config)
+    from tre_link.pipeline import format_summary
+
+    print(format_summary(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tre-link", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler, help_text: str, needs_config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", required=needs_config, help="job YAML, e.g. conf/demo.yaml")
+        p.add_argument("--master", help="override spark.master from the config (e.g. local[2])")
+        p.set_defaults(handler=handler)
+        return p
+
+    add("synth", _cmd_synth, "generate synthetic UK sources, opt-outs and a truth table")
+    p = add("pseudonymise", _cmd_pseudonymise, "provider side: replace NHS numbers with HMAC tokens", needs_config=False)
+    p.add_argument("--input", required=True, help="Delta table to read")
+    p.add_argument("--output", required=True, help="Delta table to write")
+    p.add_argument("--column", required=True, help="the NHS number column")
+    p.add_argument("--extra", nargs="*", default=[], help="further exact-match columns to tokenise")
+    p.add_argument("--key-env", default="TRE_LINK_LINKAGE_KEY", help="environment variable holding the shared key")
+    p.add_argument("--key-file", help="key file, used when the variable is unset")
+    add("standardise", _cmd_stage("standardise"), "standardise sources, remove opt-outs, profile quality")
+    add("train", _cmd_stage("train"), "train the Fellegi-Sunter model")
+    p = add("link", _cmd_stage("link"), "deterministic pass, probabilistic pass, clustering")
+    p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (overrides linkage.model)")
+    p = add("publish", _cmd_stage("publish"), "write one project's research dataset")
+    p.add_argument("--project", required=True)
+    add("run", _cmd_run, "every stage after synth, as one MLflow run")
+    add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        cfg = load_config(args.config) if args.config else None
+        return args.handler(args, cfg)
+    except TreLinkError as err:
+        print(f"tre-link {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

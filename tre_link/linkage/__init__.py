@@ -1,0 +1,79 @@
+"""Linkage: a deterministic NHS-number pass, then Splink for the undecided pairs, then clustering.
+
+The public entry points are `prepare_records`, `train_model` and `link_records`; the modules
+below hold the pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tre_link.config import LinkageConfig
+from tre_link.linkage import probabilistic
+from tre_link.linkage.cluster import cluster_records
+from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges
+from tre_link.linkage.model import UNIQUE_ID
+
+log = logging.getLogger(__name__)
+
+
+def union_sources(standardised: list[DataFrame]) -> DataFrame:
+    """All standardised sources in one frame; pass-through columns a source lacks become null."""
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), standardised)
+
+
+def prepare_records(records: DataFrame) -> DataFrame:
+    """Add the linkage keys: a source-qualified unique_id and the deterministic NHS key."""
+    with_id = records.withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
+    return assign_deterministic_keys(with_id)
+
+
+@dataclass
+class LinkOutputs:
+    links: DataFrame  # one row per link at or above threshold, with its provenance
+    person_index: DataFrame
+    scored_pairs: DataFrame  # every scored undecided pair, for the match-weight histogram
+    estimated_comparisons: int
+
+
+def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
+    """Train the Fellegi-Sunter model on the prepared records and save it as Splink JSON."""
+    run = probabilistic.make_linker(spark, prepared, linkage, model_json=None)
+    probabilistic.train(run, linkage, seed)
+    return probabilistic.save_model(run, model_path)
+
+
+def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> LinkOutputs:
+    """Score undecided pairs with a trained model, add deterministic links, cluster."""
+    run = probabilistic.make_linker(spark, prepared, linkage, model_json=model_path)
+    record_count = prepared.count()
+    estimated = probabilistic.guard_comparison_count(run, linkage, record_count)
+    log.info("blocking will score about %s undecided pairs", f"{estimated:,}")
+    scored = probabilistic.predict(run)
+    probabilistic_links = scored.where(
+        F.col("match_probability") >= linkage.threshold_match_probability
+    ).withColumn("link_method", F.lit("probabilistic"))
+    links = deterministic_edges(prepared).unionByName(probabilistic_links)
+    person_index = cluster_records(spark, prepared, links)
+    return LinkOutputs(
+        links=_with_record_keys(links),
+        person_index=person_index,
+        scored_pairs=scored,
+        estimated_comparisons=estimated,
+    )
+
+
+def _with_record_keys(links: DataFrame) -> DataFrame:
+    def split(side: str):
+        uid = F.col(f"unique_id_{side}")
+        return [
+            F.regexp_extract(uid, r"^([^:]+):", 1).alias(f"source_{side}"),
+            F.regexp_extract(uid, r"^[^:]+:(.*)$", 1).alias(f"record_id_{side}"),
+        ]
+
+    return links.select(*split("l"), *split("r"), "match_weight", "match_probability", "link_method")

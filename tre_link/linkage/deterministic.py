@@ -1,0 +1,62 @@
+"""The deterministic pass: records sharing a valid NHS number (or token) are the same person,
+unless their dates of birth disagree, in which case they are reported and left to the
+probabilistic pass rather than linked silently."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from tre_link.linkage.model import UNIQUE_ID
+
+LINKABLE_STATUSES = ("valid", "token")
+
+
+def assign_deterministic_keys(records: DataFrame) -> DataFrame:
+    """Add `deterministic_nhs`: the NHS number (or token) when it is valid and the record's DOB
+    agrees with the commonest DOB among records carrying that number (or is missing), else null.
+    Also adds `nhs_dob_conflict` for records whose valid number came with a disagreeing DOB."""
+    usable = F.col("nhs_number_status").isin(*LINKABLE_STATUSES)
+    dob_counts = (
+        records.where(usable & F.col("dob").isNotNull())
+        .groupBy("nhs_number", "dob")
+        .count()
+    )
+    by_frequency = Window.partitionBy("nhs_number").orderBy(F.col("count").desc(), F.col("dob"))
+    modal_dob = (
+        dob_counts.withColumn("_rank", F.row_number().over(by_frequency))
+        .where("_rank = 1")
+        .select("nhs_number", F.col("dob").alias("_modal_dob"))
+    )
+    joined = records.join(modal_dob, on="nhs_number", how="left")
+    conflict = usable & F.col("dob").isNotNull() & (F.col("dob") != F.col("_modal_dob"))
+    return joined.select(
+        *records.columns,
+        F.when(usable & ~conflict, F.col("nhs_number")).alias("deterministic_nhs"),
+        F.coalesce(conflict, F.lit(False)).alias("nhs_dob_conflict"),
+    )
+
+
+def deterministic_edges(keyed_records: DataFrame) -> DataFrame:
+    """A star of edges per NHS number, from its smallest unique_id to every other record:
+    n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected components."""
+    keyed = keyed_records.where(F.col("deterministic_nhs").isNotNull())
+    anchors = keyed.groupBy("deterministic_nhs").agg(F.min(UNIQUE_ID).alias("unique_id_l"))
+    return (
+        keyed.join(anchors, on="deterministic_nhs")
+        .where(F.col(UNIQUE_ID) != F.col("unique_id_l"))
+        .select(
+            "unique_id_l",
+            F.col(UNIQUE_ID).alias("unique_id_r"),
+            F.lit(None).cast("double").alias("match_weight"),
+            F.lit(1.0).alias("match_probability"),
+            F.lit("deterministic").alias("link_method"),
+        )
+    )
+
+
+def exclude_decided_pairs(blocking_rule: str) -> str:
+    """Restrict a blocking rule to pairs the deterministic pass has not already decided:
+    two records that both carry a usable NHS number are either linked (same number) or,
+    since a single-digit typo always fails Modulus 11, different people."""
+    return f"({blocking_rule}) and (l.deterministic_nhs is null or r.deterministic_nhs is null)"

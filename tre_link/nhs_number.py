@@ -1,0 +1,48 @@
+"""NHS number Modulus 11, as Spark column expressions (no Python UDFs on the hot path).
+
+The check digit of digits d1..d9 is 11 - (sum(d_i * (11 - i)) mod 11); a result of 11 means 0
+and a result of 10 means the number can never be valid.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+
+def _weighted_sum(nine_digits: Column) -> Column:
+    return sum((F.substring(nine_digits, i, 1).cast("int") * (11 - i) for i in range(1, 10)), F.lit(0))
+
+
+def check_digit(nine_digits: Column) -> Column:
+    """The Modulus 11 check digit for a 9-digit string; null when no valid check digit exists."""
+    raw = F.lit(11) - (_weighted_sum(nine_digits) % 11)
+    return F.when(raw == 11, F.lit(0)).when(raw == 10, F.lit(None)).otherwise(raw).cast("int")
+
+
+def passes_modulus_11(ten_digits: Column) -> Column:
+    """True when a 10-digit string's last digit is its Modulus 11 check digit."""
+    expected = check_digit(F.substring(ten_digits, 1, 9))
+    return F.coalesce(expected == F.substring(ten_digits, 10, 1).cast("int"), F.lit(False))
+
+
+def digits_only(raw: Column) -> Column:
+    """Strip spaces, dashes and other separators that providers put inside NHS numbers."""
+    return F.regexp_replace(F.trim(raw.cast("string")), r"[\s\-./]", "")
+
+
+def nhs_number_status(raw: Column) -> Column:
+    """Why a raw NHS number is or is not usable: valid, missing, bad_format, bad_checksum or test_range."""
+    digits = digits_only(raw)
+    return (
+        F.when(raw.isNull() | (digits == ""), F.lit("missing"))
+        .when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+        .when(~passes_modulus_11(digits), F.lit("bad_checksum"))
+        .when(digits.startswith("999"), F.lit("test_range"))
+        .otherwise(F.lit("valid"))
+    )
+
+
+def clean_nhs_number(raw: Column) -> Column:
+    """The 10-digit NHS number when it is valid and outside the 999 test range, else null."""
+    return F.when(nhs_number_status(raw) == "valid", digits_only(raw))

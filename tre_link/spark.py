@@ -1,0 +1,74 @@
+"""The one place a SparkSession is built. Library code receives a session; it never creates one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from tre_link.config import SparkSettings
+from tre_link.errors import EnvironmentProblem
+
+# Splink's Scala similarity and phonetic functions, registered for our own SQL too
+# (standardisation's phonetic keys), so no Python UDF sits on a hot path.
+_SPLINK_SCALA_UDFS = {
+    "Dmetaphone": ("uk.gov.moj.dash.linkage.DoubleMetaphone", "string"),
+    "jaro_winkler": ("uk.gov.moj.dash.linkage.JaroWinklerSimilarity", "double"),
+}
+
+
+def require_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.path.exists(os.path.join(java_home, "bin", "java")):
+        return
+    if shutil.which("java") is None:
+        raise EnvironmentProblem(
+            "Java was not found: Spark needs Java 17. Install it (e.g. `apt-get install openjdk-17-jre-headless`) "
+            "or set JAVA_HOME."
+        )
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the JVM first and hands Python its gateway port."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(settings: SparkSettings):
+    """Build (or attach to) a SparkSession with Delta Lake and Splink's Scala UDFs wired in."""
+    require_java()
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    os.makedirs(settings.checkpoint_dir, exist_ok=True)
+    builder = SparkSession.builder.appName(settings.app_name)
+    if not launched_by_spark_submit():
+        # Under spark-submit the master, driver memory and packages come from its command line.
+        builder = builder.master(settings.master).config("spark.driver.memory", settings.driver_memory)
+    builder = (
+        builder
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.default.parallelism", str(settings.shuffle_partitions))
+        .config("spark.ui.enabled", str(settings.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        # Record values must not reach logs through query plans: redact string literals in explain output.
+        .config("spark.sql.redaction.string.regex", ".*")
+    )
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    if not launched_by_spark_submit():
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    spark.sparkContext.setCheckpointDir(os.path.abspath(settings.checkpoint_dir))
+    register_splink_udfs(spark)
+    return spark
+
+
+def register_splink_udfs(spark) -> None:
+    for name, (java_class, return_type) in _SPLINK_SCALA_UDFS.items():
+        spark.udf.registerJavaFunction(name, java_class, return_type)
