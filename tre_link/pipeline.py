@@ -86,9 +86,7 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
     for source in cfg.sources:
         raw = read_delta(spark, source.path, source.version, table=source.name)
         records = standardise.standardise_source(raw.df, source)
-        standardise.check_record_ids(records, source.name)
-        standardise.check_identifiers_present(records, source.name)
-        before = raw.df.count()
+        before = standardise.check_standardised(records, source.name)["rows"]
         if opt_outs is not None:
             records = remove_opt_outs(records, opt_outs, linkage_key=key if source.nhs_number_form == "token" else None)
         if cfg.linkage.nhs_number_form == "token" and source.nhs_number_form == "plain":

@@ -27,6 +27,7 @@ _PRIOR_RULES = [
     "l.given_name = r.given_name and l.family_name = r.family_name and l.dob = r.dob",
 ]
 _PRIOR_RECALL = 0.9
+_RECORDS_VIEW = "tre_link_records"
 
 
 @dataclass
@@ -40,7 +41,8 @@ def make_linker(spark: SparkSession, records: DataFrame, linkage: LinkageConfig,
     """A Linker over the unioned records, from a trained model file or a fresh specification.
     The predict blocking rules always come from config, restricted to undecided pairs."""
     db_api = SparkAPI(spark_session=spark)
-    registered = db_api.register(records, table_name="tre_link_records")
+    spark.catalog.dropTempView(_RECORDS_VIEW)  # left by an earlier linker in this session
+    registered = db_api.register(records, table_name=_RECORDS_VIEW)
     predict_rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
     if model_json:
         settings = json.loads(Path(model_json).read_text())
@@ -61,13 +63,13 @@ def guard_comparison_count(run: SplinkRun, linkage: LinkageConfig, record_count:
         unique_id_column_name=UNIQUE_ID,
         record_sample_proportion=sample,
     )
-    estimated = int(counts[-1].cumulative_comparison_count)
+    estimated = int(counts[-1]["cumulative_comparison_count"])
     if estimated > linkage.max_comparisons:
-        worst = max(counts, key=lambda c: c.marginal_comparison_count)
+        worst = max(counts, key=lambda c: c["marginal_comparison_count"])
         raise ConfigError(
             f"linkage.blocking_rules_predict would generate about {estimated:,} comparisons, over "
             f"linkage.max_comparisons={linkage.max_comparisons:,.0f}; the largest contributor is "
-            f"rule {worst.blocking_rule!r} ({worst.marginal_comparison_count:,}). Tighten the rules or raise the limit."
+            f"rule {worst['blocking_rule']!r} ({worst['marginal_comparison_count']:,}). Tighten the rules or raise the limit."
         )
     return estimated
 

@@ -1,0 +1,80 @@
+"""Quality and duplicate profiles on small standardised frames; expected counts written by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chispa import assert_df_equality
+from pyspark.sql import types as T
+
+from tre_link.quality import duplicate_profile, quality_profile
+
+STD_SCHEMA = (
+    "source string, record_id string, nhs_number string, nhs_number_status string, given_name string, "
+    "family_name string, dob date, sex string, postcode string, "
+    "dob_raw_present boolean, sex_raw_present boolean, postcode_raw_present boolean"
+)
+D = dt.date(1980, 1, 1)
+
+ROWS = [
+    # source, id, nhs, status, given, family, dob, sex, postcode, dob_raw, sex_raw, pc_raw
+    ("gp", "1", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True),
+    ("gp", "2", None, "bad_checksum", "ANN", "SMITH", None, None, None, True, True, True),
+    ("gp", "3", None, "missing", None, "JONES", None, None, None, False, False, False),
+    ("gp", "4", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True),
+    ("hes", "a", "ab" * 32, "token", "BOB", None, D, "M", None, True, True, True),
+    ("hes", "a", None, "bad_format", "BOB", None, D, "M", None, True, True, True),
+    ("hes", "b", None, "missing", None, None, None, None, None, False, False, False),
+    ("hes", "c", None, "missing", None, None, None, None, None, False, False, False),
+]
+
+PROFILE_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType()),
+        T.StructField("field", T.StringType()),
+        T.StructField("rows", T.LongType()),
+        T.StructField("present", T.LongType()),
+        T.StructField("valid", T.LongType()),
+        T.StructField("completeness", T.DoubleType()),
+        T.StructField("validity", T.DoubleType()),
+    ]
+)
+
+
+def test_quality_profile(spark):
+    std = spark.createDataFrame(ROWS, STD_SCHEMA)
+    got = quality_profile(std).orderBy("source", "field")
+    expected = spark.createDataFrame(
+        [
+            ("gp", "dob", 4, 3, 2, 0.75, 2 / 3),
+            ("gp", "family_name", 4, 4, 4, 1.0, 1.0),
+            ("gp", "given_name", 4, 3, 3, 0.75, 1.0),
+            ("gp", "nhs_number", 4, 3, 2, 0.75, 2 / 3),
+            ("gp", "postcode", 4, 3, 2, 0.75, 2 / 3),
+            ("gp", "sex", 4, 3, 2, 0.75, 2 / 3),
+            ("hes", "dob", 4, 2, 2, 0.5, 1.0),
+            ("hes", "family_name", 4, 0, 0, 0.0, None),
+            ("hes", "given_name", 4, 2, 2, 0.5, 1.0),
+            ("hes", "nhs_number", 4, 2, 1, 0.5, 0.5),
+            ("hes", "postcode", 4, 2, 0, 0.5, 0.0),
+            ("hes", "sex", 4, 2, 2, 0.5, 1.0),
+        ],
+        PROFILE_SCHEMA,
+    )
+    assert_df_equality(got, expected, ignore_nullable=True, allow_nan_equality=True)
+
+
+def test_duplicate_profile(spark):
+    std = spark.createDataFrame(ROWS, STD_SCHEMA)
+    got = duplicate_profile(std).orderBy("source")
+    expected = spark.createDataFrame(
+        [
+            # gp: ids unique; rows 1 and 4 share every identifier (one group of two rows).
+            ("gp", 4, 0, 1, 2),
+            # hes: id 'a' twice; rows differ in nhs_number; b and c are all-null tuples, ignored.
+            ("hes", 4, 1, 0, 0),
+        ],
+        "source string, rows long, duplicate_record_ids long, duplicate_identifier_groups long, "
+        "duplicate_identifier_rows long",
+    )
+    assert_df_equality(got, expected, ignore_nullable=True)
