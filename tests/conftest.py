@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
+import yaml
 
 from tre_link.config import SparkSettings
 from tre_link.spark import build_session
@@ -21,3 +25,39 @@ def spark(tmp_path_factory):
     session = build_session(settings)
     yield session
     session.stop()
+
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
+
+
+def small_demo_config(root: Path, *, people: int = 800) -> Path:
+    """conf/demo.yaml with every path moved under `root` and a small population."""
+    text = DEMO_CONFIG.read_text().replace("out/demo", str(root))
+    raw = yaml.safe_load(text)
+    raw["synth"]["people"] = people
+    raw["linkage"]["u_max_pairs"] = 200_000
+    raw["spark"]["shuffle_partitions"] = 1
+    path = root / "job.yaml"
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """One small end-to-end demo run (synth, every stage, MLflow), shared by the tests that read its outputs."""
+    from tre_link.config import load_config
+    from tre_link.demo import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    config_path = small_demo_config(root)
+    cfg = load_config(config_path)
+    summary = run_demo(spark, cfg, str(config_path))
+    return DemoRun(config_path=config_path, cfg=cfg, summary=summary)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    config_path: Path
+    cfg: object
+    summary: dict

@@ -330,9 +330,8 @@ def _dob_parts(d: _Draw, swap_rate: float, other_rate: float) -> tuple[Column, C
 
 
 def _postcode(d: _Draw, moved_rate: float) -> Column:
-    return F.when(F.col("has_moved") & (d.unit("postcode.moved") < moved_rate), F.col("postcode_new")).otherwise(
-        F.col("postcode_true")
-    )
+    moved = F.col("postcode_new").isNotNull() & (d.unit("postcode.moved") < moved_rate)
+    return F.when(moved, F.col("postcode_new")).otherwise(F.col("postcode_true"))
 
 
 def _surname(d: _Draw) -> Column:
@@ -428,7 +427,10 @@ def population(spark: SparkSession, cfg: SynthConfig, *, partitions: int | None 
     people = _with_nhs_number(people, seed)
     return people.withColumn(
         "postcode_new", F.when(F.col("has_moved"), new_home).otherwise(F.lit(None).cast("string"))
-    ).withColumn("postcode_new", F.when(F.col("postcode_new") == F.col("postcode_true"), None).otherwise(F.col("postcode_new")))
+    ).withColumn(
+        "postcode_new",
+        F.when(F.col("postcode_new") == F.col("postcode_true"), None).otherwise(F.col("postcode_new")),
+    )
 
 
 def _ethnic(d: _Draw, missing: float, wrong: float) -> Column:
@@ -455,7 +457,8 @@ def _record_fields(recs: DataFrame, d: _Draw, rates: dict[str, float], *, valida
     """
     y, m, day = _dob_parts(d, rates["dob_swap"], rates["dob_other"])
     if validated_nhs:
-        recs = _with_valid_digit_error(recs.withColumn("_nhs", F.col("nhs_number")), d, rates["nhs_sub"], rates["nhs_swap"])
+        recs = recs.withColumn("_nhs", F.col("nhs_number"))
+        recs = _with_valid_digit_error(recs, d, rates["nhs_sub"], rates["nhs_swap"])
     else:
         recs = recs.withColumn("_nhs", _digit_typo(F.col("nhs_number"), d, rates["nhs_sub"], rates["nhs_swap"]))
     return _steps(
@@ -595,7 +598,9 @@ def _council(people: DataFrame, seed: int) -> DataFrame:
 RECORD_ID_COLUMNS = {"gp": "gp_patient_id", "hospital": "episode_id", "council": "case_ref"}
 
 
-def generate_frames(spark: SparkSession, cfg: SynthConfig, *, partitions: int | None = None) -> dict[str, DataFrame]:
+def generate_frames(
+    spark: SparkSession, cfg: SynthConfig, *, partitions: int | None = None
+) -> dict[str, DataFrame]:
     """Unwritten synthetic tables: gp, hospital, council, opt_outs and truth (source, record_id, person_id).
 
     partitions: optional starting partition count (e.g. cores x 2-4 for 10M+ people); rows do not depend on it.

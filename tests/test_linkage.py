@@ -1,0 +1,138 @@
+"""The linkage engine: deterministic pass, clustering invariants and accuracy against truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from tre_link import pipeline
+from tre_link.errors import ConfigError
+from tre_link.evaluate import evaluate_person_index
+from tre_link.linkage import link_records, prepare_records
+from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
+
+D1, D2 = dt.date(1980, 1, 2), dt.date(1980, 2, 1)
+RECORDS_SCHEMA = "unique_id string, nhs_number string, nhs_number_status string, dob date"
+
+
+def test_deterministic_keys_hold_back_a_disagreeing_dob(spark):
+    records = spark.createDataFrame(
+        [
+            ("gp:1", "9434765919", "valid", D1),
+            ("hospital:1", "9434765919", "valid", D1),
+            ("hospital:2", "9434765919", "valid", D2),  # same number, different DOB: reported, not linked
+            ("council:1", "9434765919", "valid", None),  # no DOB to contradict: linked
+            ("council:2", None, "bad_checksum", D1),
+        ],
+        RECORDS_SCHEMA,
+    )
+    got = assign_deterministic_keys(records).select("unique_id", "deterministic_nhs", "nhs_dob_conflict")
+    expected = spark.createDataFrame(
+        [
+            ("gp:1", "9434765919", False),
+            ("hospital:1", "9434765919", False),
+            ("hospital:2", None, True),
+            ("council:1", "9434765919", False),
+            ("council:2", None, False),
+        ],
+        "unique_id string, deterministic_nhs string, nhs_dob_conflict boolean",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_deterministic_edges_are_a_star_per_number(spark):
+    keyed = spark.createDataFrame(
+        [("a:1", "111"), ("b:1", "111"), ("c:1", "111"), ("d:1", "222"), ("e:1", None)],
+        "unique_id string, deterministic_nhs string",
+    )
+    got = deterministic_edges(keyed).select("unique_id_l", "unique_id_r", "link_method")
+    expected = spark.createDataFrame(
+        [("a:1", "b:1", "deterministic"), ("a:1", "c:1", "deterministic")],
+        "unique_id_l string, unique_id_r string, link_method string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_probabilistic_rules_skip_pairs_the_deterministic_pass_decided():
+    rule = exclude_decided_pairs("l.dob = r.dob")
+    assert rule == "(l.dob = r.dob) and (l.deterministic_nhs is null or r.deterministic_nhs is null)"
+
+
+def test_accuracy_counts_pairs_and_clusters(spark):
+    # Truth: persons P (a, b, c) and Q (d, e). Predicted: {a, b}, {c, d}, {e}.
+    truth = spark.createDataFrame(
+        [("s", "a", 1), ("s", "b", 1), ("s", "c", 1), ("s", "d", 2), ("s", "e", 2)],
+        "source string, record_id string, person_id int",
+    )
+    index = spark.createDataFrame(
+        [("s", "a", "x"), ("s", "b", "x"), ("s", "c", "y"), ("s", "d", "y"), ("s", "e", "z")],
+        "source string, record_id string, person_id string",
+    )
+    acc = evaluate_person_index(index, truth)
+    assert (acc.true_pairs, acc.predicted_pairs, acc.true_positive_pairs) == (4, 2, 1)
+    assert acc.pairwise_precision == pytest.approx(0.5)
+    assert acc.pairwise_recall == pytest.approx(0.25)
+    assert acc.pairwise_f1 == pytest.approx(1 / 3)
+    assert (acc.clusters, acc.pure_clusters, acc.true_persons, acc.complete_persons) == (3, 2, 2, 0)
+
+
+def _standardised_union(spark, cfg):
+    zones = pipeline.Zones(cfg.output.linkage_zone)
+    return pipeline.linkage.union_sources(
+        [spark.read.format("delta").load(zones.standardised(s.name)) for s in cfg.sources]
+    )
+
+
+def test_every_record_appears_exactly_once_in_person_index(spark, demo_run):
+    records = _standardised_union(spark, demo_run.cfg).select("source", "record_id")
+    index = spark.read.format("delta").load(demo_run.summary["tables"]["person_index"])
+    assert index.count() == records.count()
+    assert index.select("source", "record_id").distinct().count() == index.count()
+    assert records.join(index, ["source", "record_id"], "left_anti").count() == 0
+    sizes = index.groupBy("person_id").count().withColumnRenamed("count", "n")
+    assert index.join(sizes, "person_id").where("n != cluster_size").count() == 0
+    methods = {r.link_method for r in index.select("link_method").distinct().collect()}
+    assert methods <= {"deterministic", "probabilistic", "both", "singleton"}
+    assert {"deterministic", "singleton"} <= methods
+
+
+def test_accuracy_targets_on_generated_data(demo_run):
+    accuracy = demo_run.summary["accuracy"]
+    assert accuracy["pairwise_f1"] >= 0.99
+    assert accuracy["person_precision"] >= 0.995
+
+
+def test_links_carry_provenance(spark, demo_run):
+    links = spark.read.format("delta").load(demo_run.summary["tables"]["links"])
+    by_method = {r.link_method: r for r in links.groupBy("link_method").agg({"match_probability": "min"}).collect()}
+    assert set(by_method) == {"deterministic", "probabilistic"}
+    threshold = demo_run.cfg.linkage.threshold_match_probability
+    assert by_method["probabilistic"]["min(match_probability)"] >= threshold
+    assert links.where("link_method = 'probabilistic' and match_weight is null").count() == 0
+
+
+def test_outputs_are_delta_tables_with_history(spark, demo_run):
+    from delta.tables import DeltaTable
+
+    for name in ("links", "person_index", "quality_profile"):
+        path = demo_run.summary["tables"][name]
+        assert DeltaTable.forPath(spark, path).history().count() >= 1
+
+
+def test_saved_model_predicts_without_retraining(spark, demo_run):
+    model = json.loads(Path(demo_run.summary["model_json"]).read_text())
+    assert model["probability_two_random_records_match"] > 0
+    trained = [level for c in model["comparisons"] for level in c["comparison_levels"] if "m_probability" in level]
+    assert trained, "the saved model carries its m probabilities"
+
+
+def test_blocking_over_the_limit_stops_before_scoring(spark, demo_run):
+    cfg = demo_run.cfg
+    tight = cfg.linkage.model_copy(update={"max_comparisons": 10})
+    prepared = prepare_records(_standardised_union(spark, cfg))
+    with pytest.raises(ConfigError, match=r"would generate about [\d,]+ comparisons, over linkage.max_comparisons=10"):
+        link_records(spark, prepared, tight, demo_run.summary["model_json"])
