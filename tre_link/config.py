@@ -98,8 +98,11 @@ class LinkageConfig(_Strict):
     blocking_rules_predict: list[str] = Field(min_length=1)
     threshold_match_probability: float = Field(0.95, gt=0, lt=1)
     max_comparisons: float = Field(2e8, gt=0, description="Refuse blocking that would exceed this count.")
-    max_block_size: int = Field(2_000, ge=2, description="Blocks larger than this are split or dropped.")
+    max_block_comparisons: int = Field(
+        5_000_000, ge=1, description="A blocking key whose block would score more pairs than this is dropped from that rule."
+    )
     u_max_pairs: float = Field(5e6, gt=0)
+    em_max_pairs: float | None = Field(5e6, gt=0, description="Sample EM training pairs down to about this many.")
     model: str | None = Field(None, description="Splink JSON path or models:/NAME@ALIAS; trains when absent.")
     term_frequency_columns: list[str] = Field(default_factory=lambda: ["given_name", "family_name"])
 

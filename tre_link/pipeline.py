@@ -140,6 +140,8 @@ def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None)
         "links_deterministic": by_method.get("deterministic", 0),
         "links_probabilistic": by_method.get("probabilistic", 0),
         "nhs_dob_conflicts": conflicts,
+        "oversized_blocks_dropped": sum(d.blocks for d in outputs.dropped_blocks),
+        "records_in_dropped_blocks": sum(d.records for d in outputs.dropped_blocks),
         "records_indexed": person_index.count(),
         "persons": person_index.select("person_id").distinct().count(),
     }

@@ -15,8 +15,10 @@ from pyspark.sql import functions as F
 
 from tre_link.config import LinkageConfig
 from tre_link.linkage import probabilistic
+from tre_link.disclosure import release_count
+from tre_link.linkage.blocks import DroppedBlocks, drop_oversized_blocks
 from tre_link.linkage.cluster import cluster_records
-from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges
+from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
 from tre_link.linkage.model import UNIQUE_ID
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class LinkOutputs:
     person_index: DataFrame
     scored_pairs: DataFrame  # every scored undecided pair, for the match-weight histogram
     estimated_comparisons: int
+    dropped_blocks: list[DroppedBlocks]
 
 
 def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
@@ -50,7 +53,14 @@ def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig
 
 def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> LinkOutputs:
     """Score undecided pairs with a trained model, add deterministic links, cluster."""
-    run = probabilistic.make_linker(spark, prepared, linkage, model_json=model_path)
+    rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
+    records, rules, dropped = drop_oversized_blocks(prepared, rules, linkage.max_block_comparisons)
+    for drop in dropped:
+        log.warning(
+            "oversized blocks dropped from rule %r: %s blocks holding %s records (disclosure-controlled)",
+            drop.rule, release_count(drop.blocks) or "<10", release_count(drop.records) or "<10",
+        )
+    run = probabilistic.make_linker(spark, records, linkage, model_json=model_path, predict_rules=rules)
     record_count = prepared.count()
     estimated = probabilistic.guard_comparison_count(run, linkage, record_count)
     log.info("blocking will score about %s undecided pairs", f"{estimated:,}")
@@ -65,6 +75,7 @@ def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfi
         person_index=person_index,
         scored_pairs=scored,
         estimated_comparisons=estimated,
+        dropped_blocks=dropped,
     )
 
 

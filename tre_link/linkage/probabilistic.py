@@ -37,13 +37,17 @@ class SplinkRun:
     predict_rules: list[str]
 
 
-def make_linker(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, model_json: str | None) -> SplinkRun:
+def make_linker(
+    spark: SparkSession, records: DataFrame, linkage: LinkageConfig, model_json: str | None,
+    predict_rules: list[str] | None = None,
+) -> SplinkRun:
     """A Linker over the unioned records, from a trained model file or a fresh specification.
-    The predict blocking rules always come from config, restricted to undecided pairs."""
+    Predict rules default to the config's, restricted to pairs the deterministic pass left undecided."""
     db_api = SparkAPI(spark_session=spark)
     spark.catalog.dropTempView(_RECORDS_VIEW)  # left by an earlier linker in this session
     registered = db_api.register(records, table_name=_RECORDS_VIEW)
-    predict_rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
+    if predict_rules is None:
+        predict_rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
     if model_json:
         settings = json.loads(Path(model_json).read_text())
     else:
@@ -79,7 +83,9 @@ def train(run: SplinkRun, linkage: LinkageConfig, seed: int) -> None:
     training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
     training.estimate_u_using_random_sampling(max_pairs=linkage.u_max_pairs, seed=seed)
     for rule in linkage.blocking_rules_training:
-        training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
+        training.estimate_parameters_using_expectation_maximisation(
+            rule, estimate_without_term_frequencies=True, max_pairs=linkage.em_max_pairs
+        )
 
 
 def predict(run: SplinkRun) -> DataFrame:

@@ -1,0 +1,474 @@
+"""Benchmark: tre-link's pipeline against plain Splink on DuckDB and on Spark, on the same records.
+
+    python bench/run.py --people 50000 [--skewed-surname-share 0.25] [--sources-config existing.yaml]
+                        [--skip-spark-baseline] [--out DIR]
+
+Prints ONE JSON object to stdout (aggregate numbers only, never record values); progress goes to stderr.
+All engines run in one process on one SparkSession, so the ratios are measured under the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from functools import wraps
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DEMO_CONFIG = REPO / "conf" / "demo.yaml"
+log = logging.getLogger("bench")
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing and memory
+# ------------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Stage timings per engine, Splink step timings (via wrappers), and RSS sampled per phase."""
+
+    def __init__(self) -> None:
+        self.engine = "none"
+        self.steps: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.jvm_pid: int | None = None
+        self.phase = "startup"
+        self.peak_rss: dict[str, dict[str, int]] = defaultdict(lambda: {"python_mb": 0, "jvm_mb": 0})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def timed(self, seconds: dict, name: str, phase: str | None = None):
+        if phase:
+            self.phase = phase
+        log.info("%s: %s ...", self.engine, name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds[name] = round(time.perf_counter() - start, 3)
+            log.info("%s: %s took %.1fs", self.engine, name, seconds[name])
+
+    def step(self, name: str, seconds: float) -> None:
+        self.steps[self.engine][name].append(round(seconds, 3))
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.sample_now()
+
+    def sample_now(self) -> None:
+        peak = self.peak_rss[self.phase]
+        peak["python_mb"] = max(peak["python_mb"], _status_kb(os.getpid(), "VmRSS") // 1024)
+        if self.jvm_pid:
+            peak["jvm_mb"] = max(peak["jvm_mb"], _status_kb(self.jvm_pid, "VmRSS") // 1024)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sample_now()
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def instrument_splink(rec: Recorder) -> None:
+    """Wrap the Splink (and tre-link linkage) steps so each call's wall time is recorded against the
+    engine running. Timing wrappers only: behaviour is unchanged."""
+    from splink.internals.linker_components.clustering import LinkerClustering
+    from splink.internals.linker_components.inference import LinkerInference
+    from splink.internals.linker_components.training import LinkerTraining
+
+    import tre_link.linkage as linkage_pkg
+    from tre_link.linkage import cluster as cluster_mod
+    from tre_link.linkage import probabilistic
+
+    def wrap(owner, attr: str, label: str) -> None:
+        original = getattr(owner, attr)
+
+        @wraps(original)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                rec.step(label, time.perf_counter() - start)
+
+        setattr(owner, attr, timed)
+
+    wrap(LinkerTraining, "estimate_probability_two_random_records_match", "prior (deterministic rules)")
+    wrap(LinkerTraining, "estimate_u_using_random_sampling", "u (random sampling)")
+    wrap(LinkerTraining, "estimate_parameters_using_expectation_maximisation", "EM (per training rule)")
+    wrap(LinkerInference, "predict", "predict")
+    wrap(LinkerClustering, "cluster_pairwise_predictions_at_threshold", "cluster")
+    # tre-link's own pieces (module attributes, looked up at call time).
+    wrap(probabilistic, "make_linker", "make_linker (register + settings)")
+    wrap(probabilistic, "guard_comparison_count", "comparison-count guard (blocking analysis)")
+    wrap(probabilistic, "save_model", "save model json")
+    wrap(cluster_mod, "cluster_pairwise_predictions_at_threshold", "cluster")
+    wrap(linkage_pkg, "cluster_records", "cluster_records (components + person_index plan)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+def build_config(args) -> "JobConfig":  # noqa: F821
+    from tre_link.config import JobConfig, load_config
+
+    out = Path(args.out).resolve()
+    raw = yaml.safe_load(DEMO_CONFIG.read_text().replace("out/demo", str(out)))
+    raw["synth"]["people"] = args.people
+    raw["synth"]["skewed_surname_share"] = args.skewed_surname_share
+    raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
+    if args.sources_config:
+        existing = load_config(args.sources_config)
+        raw["sources"] = [s.model_dump() for s in existing.sources]
+        raw["opt_outs"] = existing.opt_outs
+        raw["truth_path"] = existing.truth_path
+        raw["linkage_key"] = existing.linkage_key.model_dump() if existing.linkage_key else None
+        raw["synth"] = None
+    return JobConfig.model_validate(raw)
+
+
+# ------------------------------------------------------------------------------------------------
+# Engines
+# ------------------------------------------------------------------------------------------------
+
+
+def run_tre_link(spark, cfg, rec: Recorder) -> dict:
+    from tre_link import pipeline
+
+    rec.engine = "tre_link"
+    seconds: dict[str, float] = {}
+    with rec.timed(seconds, "standardise", "tre_link"):
+        standardised = pipeline.run_standardise(spark, cfg)
+    with rec.timed(seconds, "train"):
+        model_json = pipeline.run_train(spark, cfg)["model_json"]
+    with rec.timed(seconds, "link"):
+        link = pipeline.run_link(spark, cfg, model_json)
+    for project in cfg.projects:
+        with rec.timed(seconds, f"publish_{project.name}"):
+            pipeline.run_publish(spark, cfg, project.name)
+    accuracy = None
+    if cfg.truth_path:
+        with rec.timed(seconds, "evaluate", "evaluate"):
+            accuracy = pipeline.run_evaluate(spark, cfg)
+    end_to_end = sum(v for k, v in seconds.items() if k != "evaluate")
+    return {
+        "standardised": standardised,
+        "result": {
+            "stage_seconds": seconds,
+            "total_seconds": round(end_to_end, 3),
+            "total_includes": "standardise + train + link + publish (evaluate reported separately)",
+            "linkage_seconds": round(seconds["train"] + seconds["link"], 3),
+            "comparisons_scored": link["estimated_comparisons"],
+            "comparisons_scored_basis": "blocking-analysis count of undecided pairs (predict rules with "
+                                        "deterministic exclusion); sampled above 200k records",
+            "links": link["links_deterministic"] + link["links_probabilistic"],
+            "links_deterministic": link["links_deterministic"],
+            "links_probabilistic": link["links_probabilistic"],
+            "persons": link["persons"],
+            **_accuracy_fields(accuracy),
+        },
+    }
+
+
+def _accuracy_fields(accuracy) -> dict:
+    if accuracy is None:
+        return {"pairwise_precision": None, "pairwise_recall": None, "pairwise_f1": None, "person_precision": None,
+                "person_recall": None, "clusters": None}
+    return {
+        "pairwise_precision": round(accuracy.pairwise_precision, 6),
+        "pairwise_recall": round(accuracy.pairwise_recall, 6),
+        "pairwise_f1": round(accuracy.pairwise_f1, 6),
+        "person_precision": round(accuracy.person_precision, 6),
+        "person_recall": round(accuracy.person_recall, 6),
+        "clusters": accuracy.clusters,
+    }
+
+
+def baseline_records(spark, cfg):
+    """The linkage zone's standardised tables, unioned, with the model's columns and a unique_id."""
+    from pyspark.sql import functions as F
+
+    from tre_link import linkage
+    from tre_link.delta_io import read_delta
+    from tre_link.linkage.model import MODEL_COLUMNS, UNIQUE_ID
+    from tre_link.pipeline import Zones
+
+    zones = Zones(cfg.output.linkage_zone)
+    tables = [read_delta(spark, zones.standardised(s.name)).df for s in cfg.sources]
+    unioned = linkage.union_sources(tables).withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
+    return unioned.select(*MODEL_COLUMNS)
+
+
+def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):
+    """The tutorial's steps, untuned: prior, u by random sampling, EM per training rule, predict, cluster."""
+    from tre_link.linkage.probabilistic import _PRIOR_RECALL, _PRIOR_RULES
+
+    lk = cfg.linkage
+    with rec.timed(seconds, "train"):
+        linker.training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
+        linker.training.estimate_u_using_random_sampling(max_pairs=lk.u_max_pairs, seed=seed)
+        for rule in lk.blocking_rules_training:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    with rec.timed(seconds, "predict_and_cluster"):
+        predictions = linker.inference.predict(threshold_match_probability=lk.threshold_match_probability)
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            predictions, threshold_match_probability=lk.threshold_match_probability
+        )
+    return predictions, clusters
+
+
+def _person_index_from_clusters(spark_df):
+    from pyspark.sql import functions as F
+
+    uid = F.col("unique_id")
+    return spark_df.select(
+        F.regexp_extract(uid, r"^([^:]+):", 1).alias("source"),
+        F.regexp_extract(uid, r"^[^:]+:(.*)$", 1).alias("record_id"),
+        F.col("cluster_id").cast("string").alias("person_id"),
+    )
+
+
+def _baseline_result(seconds: dict, comparisons: int, links: int, accuracy) -> dict:
+    return {
+        "stage_seconds": seconds,
+        "total_seconds": round(seconds["train"] + seconds["predict_and_cluster"], 3),
+        "total_includes": "train + predict + cluster (loading records and evaluate reported separately)",
+        "comparisons_scored": comparisons,
+        "comparisons_scored_basis": "blocking-analysis count of pairs from the config's predict rules "
+                                    "(no deterministic exclusion)",
+        "links": links,
+        **_accuracy_fields(accuracy),
+    }
+
+
+def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
+    import duckdb
+    from splink import DuckDBAPI, Linker
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    from tre_link.evaluate import evaluate_person_index
+    from tre_link.linkage.model import UNIQUE_ID, build_settings
+
+    rec.engine = "duckdb"
+    seconds: dict[str, float] = {}
+    with rec.timed(seconds, "load_records (Spark toArrow)", "duckdb"):
+        records = baseline_records(spark, cfg).toArrow()
+    con = duckdb.connect()
+    db_api = DuckDBAPI(connection=con)
+    with rec.timed(seconds, "register + Linker"):
+        df = db_api.register(records)
+        linker = Linker(df, build_settings(cfg.linkage))
+    train_seconds: dict[str, float] = {}
+    predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
+    seconds.update(train_seconds)
+    seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
+    links = int(con.sql(f"select count(*) from {predictions.physical_name}").fetchone()[0])
+    comparisons = int(count_comparisons_from_blocking_rules(
+        df, blocking_rules=list(cfg.linkage.blocking_rules_predict), link_type="dedupe_only",
+        unique_id_column_name=UNIQUE_ID,
+    )[-1]["cumulative_comparison_count"])
+    with rec.timed(seconds, "evaluate", "evaluate"):
+        arrow = con.sql(f"select unique_id, cast(cluster_id as varchar) as cluster_id "
+                        f"from {clusters.physical_name}").fetch_arrow_table()
+        accuracy = evaluate_person_index(_person_index_from_clusters(spark.createDataFrame(arrow)), truth)
+    con.close()
+    return {"records": records.num_rows, "result": _baseline_result(seconds, comparisons, links, accuracy)}
+
+
+def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder) -> dict:
+    from splink import Linker, SparkAPI
+
+    from tre_link.evaluate import evaluate_person_index
+    from tre_link.linkage.model import build_settings
+
+    rec.engine = "spark"
+    seconds: dict[str, float] = {}
+    with rec.timed(seconds, "load_records (Delta)", "spark"):
+        records = baseline_records(spark, cfg)
+    with rec.timed(seconds, "register + Linker"):
+        db_api = SparkAPI(spark_session=spark)
+        df = db_api.register(records)
+        linker = Linker(df, build_settings(cfg.linkage))
+    train_seconds: dict[str, float] = {}
+    predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
+    seconds.update(train_seconds)
+    seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
+    with rec.timed(seconds, "evaluate", "evaluate"):
+        links = predictions.as_spark_dataframe().count()
+        accuracy = evaluate_person_index(_person_index_from_clusters(clusters.as_spark_dataframe()), truth)
+    return {"result": _baseline_result(seconds, comparisons, links, accuracy)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Provenance
+# ------------------------------------------------------------------------------------------------
+
+
+def provenance(spark) -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    versions = {"python": platform.python_version(), "spark_runtime": spark.version}
+    for package in ("pyspark", "delta-spark", "splink", "duckdb", "pyarrow", "pandas", "tre-link"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        versions["java"] = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
+    except Exception:  # noqa: BLE001
+        versions["java"] = None
+    status = git("status", "--porcelain")
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "versions": versions,
+        "machine": {"cpus": os.cpu_count(), "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                                              / 2**30, 1), "platform": platform.platform()},
+    }
+
+
+def _jvm_pid(spark) -> int | None:
+    jvm = spark.sparkContext._jvm
+    for handle in (lambda: jvm.ProcessHandle.current(), lambda: jvm.java.lang.ProcessHandle.current()):
+        try:
+            return int(handle().pid())
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--people", type=int, default=20_000)
+    p.add_argument("--skewed-surname-share", type=float, default=0.0)
+    p.add_argument("--sources-config", help="YAML whose sources/opt_outs/truth_path to use instead of synth")
+    p.add_argument("--skip-spark-baseline", action="store_true")
+    p.add_argument("--out", default=str(REPO / "out" / "bench"))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Anything a library prints goes to stderr: stdout carries only the JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = _run(args)
+    print(json.dumps(result, indent=2, sort_keys=False))
+    sys.stdout.flush()
+    return result
+
+
+def _run(args) -> dict:
+    from tre_link.delta_io import read_delta
+    from tre_link.demo import ensure_demo_keys
+    from tre_link.spark import build_session
+    from tre_link.synth import generate
+
+    wall_start = time.perf_counter()
+    cfg = build_config(args)
+    rec = Recorder()
+    instrument_splink(rec)
+    spark = build_session(cfg.spark)
+    rec.jvm_pid = _jvm_pid(spark)
+    try:
+        ensure_demo_keys(cfg)
+        synth_seconds = None
+        if cfg.synth is not None:
+            rec.engine, rec.phase = "synth", "synth"
+            start = time.perf_counter()
+            log.info("synth: generating %s people", f"{cfg.synth.people:,}")
+            generate(spark, cfg.synth)
+            synth_seconds = round(time.perf_counter() - start, 3)
+
+        tre = run_tre_link(spark, cfg, rec)
+        truth = read_delta(spark, cfg.truth_path, table="truth").df if cfg.truth_path else None
+        duck = run_duckdb(spark, cfg, truth, rec)
+        engines = {"tre_link": tre["result"], "duckdb": duck["result"]}
+        if not args.skip_spark_baseline:
+            engines["spark"] = run_spark_baseline(spark, cfg, truth, duck["result"]["comparisons_scored"],
+                                                  rec)["result"]
+        for name, engine in engines.items():
+            engine["splink_step_seconds"] = {k: v if len(v) > 1 else v[0] for k, v in rec.steps[name].items()}
+        rec.close()
+
+        sources = tre["standardised"]["sources"]
+        per_source = {name: info["records"] - info["opted_out"] for name, info in sources.items()}
+        tre_total = engines["tre_link"]["total_seconds"]
+        ratios = {
+            "tre_link_over_duckdb": round(tre_total / engines["duckdb"]["total_seconds"], 3),
+            "tre_link_linkage_over_duckdb": round(engines["tre_link"]["linkage_seconds"]
+                                                  / engines["duckdb"]["total_seconds"], 3),
+            "spark_over_tre_link": (round(engines["spark"]["total_seconds"] / tre_total, 3)
+                                    if "spark" in engines else None),
+            "spark_over_duckdb": (round(engines["spark"]["total_seconds"] / engines["duckdb"]["total_seconds"], 3)
+                                  if "spark" in engines else None),
+        }
+        return {
+            "people": cfg.synth.people if cfg.synth else None,
+            "skewed_surname_share": cfg.synth.skewed_surname_share if cfg.synth else None,
+            "records": {"per_source": per_source, "total": sum(per_source.values()),
+                        "raw_per_source": {n: i["records"] for n, i in sources.items()},
+                        "baseline_input": duck["records"]},
+            "synth_seconds": synth_seconds,
+            "engines": engines,
+            "ratios": ratios,
+            "peak_memory_mb": {
+                "python_ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "jvm_vmhwm": _status_kb(rec.jvm_pid, "VmHWM") // 1024 if rec.jvm_pid else None,
+                "sampled_rss_by_phase": dict(rec.peak_rss),
+                "note": "one process, one JVM: DuckDB runs in the Python process; the Spark baseline runs after "
+                        "tre-link in the same JVM, whose heap does not shrink, so per-phase JVM peaks are cumulative",
+            },
+            "spark": {"master": cfg.spark.master, "driver_memory": cfg.spark.driver_memory,
+                      "shuffle_partitions": cfg.spark.shuffle_partitions},
+            "linkage": {"threshold_match_probability": cfg.linkage.threshold_match_probability,
+                        "u_max_pairs": cfg.linkage.u_max_pairs, "seed": cfg.seed},
+            "wall_seconds": round(time.perf_counter() - wall_start, 3),
+            **provenance(spark),
+        }
+    finally:
+        rec.close()
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Oversized blocks are found from the records alone and dropped from their rule, with counts."""
+
+from __future__ import annotations
+
+from tre_link.linkage.blocks import drop_oversized_blocks, equi_join_keys
+
+
+def test_equi_join_keys_come_from_splinks_parser():
+    rule = "l.family_name_phonetic = r.family_name_phonetic and l.dob_year = r.dob_year and l.x > 1"
+    assert equi_join_keys(rule) == ["family_name_phonetic", "dob_year"]
+
+
+def test_oversized_block_is_dropped_from_its_rule_only(spark):
+    smiths = [(f"s{i}", "SMITH", 1980, None) for i in range(6)]  # 6 undecided records: 15 pairs
+    others = [("j1", "JONES", 1980, None), ("j2", "JONES", 1980, None), ("n1", None, 1980, None)]
+    decided = [(f"d{i}", "BROWN", 1990, f"nhs{i}") for i in range(8)]  # all decided: no pairs to score
+    records = spark.createDataFrame(
+        smiths + others + decided, "unique_id string, family_name string, dob_year int, deterministic_nhs string"
+    )
+    rules = ["l.family_name = r.family_name", "l.dob_year = r.dob_year and l.family_name = r.family_name"]
+    flagged, capped, dropped = drop_oversized_blocks(records, rules, max_block_comparisons=10)
+
+    assert capped == [f"({rule}) and not l._oversized_block_{i}" for i, rule in enumerate(rules)]
+    assert [(d.rule, d.blocks, d.records) for d in dropped] == [(rules[0], 1, 6), (rules[1], 1, 6)]
+    flags = {r.unique_id: r._oversized_block_0 for r in flagged.collect()}
+    assert {uid for uid, big in flags.items() if big} == {f"s{i}" for i in range(6)}
+    assert flagged.count() == records.count()
+
+
+def test_no_oversized_blocks_leaves_rules_alone(spark):
+    records = spark.createDataFrame(
+        [("a", "SMITH", None), ("b", "SMITH", None)], "unique_id string, family_name string, deterministic_nhs string"
+    )
+    flagged, capped, dropped = drop_oversized_blocks(records, ["l.family_name = r.family_name"], 10)
+    assert capped == ["l.family_name = r.family_name"] and dropped == []
+    assert flagged.columns == records.columns
