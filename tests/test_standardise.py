@@ -221,6 +221,7 @@ def test_standardise_source_full_output(spark):
             T.StructField("record_id", T.StringType()),
             T.StructField("nhs_number", T.StringType()),
             T.StructField("nhs_number_status", T.StringType()),
+            T.StructField("nhs_number_digits", T.StringType()),
             T.StructField("given_name", T.StringType()),
             T.StructField("given_name_root", T.StringType()),
             T.StructField("given_name_phonetic", T.StringType()),
@@ -244,11 +245,11 @@ def test_standardise_source_full_output(spark):
     )
     expected = spark.createDataFrame(
         [
-            ("gp", "1", "4010232137", "valid", "BILL", "WILLIAM", "PL", "OBRIEN", "OBRIEN", "APRN",
+            ("gp", "1", "4010232137", "valid", "4010232137", "BILL", "WILLIAM", "PL", "OBRIEN", "OBRIEN", "APRN",
              dt.date(1980, 5, 17), 1980, 5, 17, "M", "LS1 4AB", "LS", "LS1", "LS1 4", True, True, True, "a"),
-            ("gp", "2", None, "bad_checksum", "SARAH", "SARAH", "SR", "SMITH JONES", "SMITH", "SM0J",  # Double Metaphone keeps 4 chars: SM0 + J
+            ("gp", "2", None, "bad_checksum", "4010232138", "SARAH", "SARAH", "SR", "SMITH JONES", "SMITH", "SM0J",  # Double Metaphone keeps 4 chars: SM0 + J
              None, None, None, None, "F", "SW1A 1AA", "SW", "SW1A", "SW1A 1", True, True, True, "b"),
-            ("gp", "3", None, "missing", None, None, None, None, None, None,
+            ("gp", "3", None, "missing", None, None, None, None, None, None, None,
              None, None, None, None, None, None, None, None, None, True, True, True, None),
         ],
         expected_schema,

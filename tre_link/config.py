@@ -135,21 +135,13 @@ class JobConfig(_Strict):
     projects: list[ProjectConfig] = Field(default_factory=list)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
-    @field_validator("sources")
+    @field_validator("sources", "projects")
     @classmethod
-    def _unique_source_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
-        names = [s.name for s in sources]
+    def _unique_names(cls, items: list):
+        names = [item.name for item in items]
         if len(names) != len(set(names)):
-            raise ValueError(f"source names must be unique, got {names}")
-        return sources
-
-    @field_validator("projects")
-    @classmethod
-    def _unique_project_names(cls, projects: list[ProjectConfig]) -> list[ProjectConfig]:
-        names = [p.name for p in projects]
-        if len(names) != len(set(names)):
-            raise ValueError(f"project names must be unique, got {names}")
-        return projects
+            raise ValueError(f"names must be unique, got {names}")
+        return items
 
     def project(self, name: str) -> ProjectConfig:
         for project in self.projects:

@@ -19,34 +19,15 @@ from tre_link.config import OutputConfig, ProjectConfig
 from tre_link.delta_io import write_delta
 from tre_link.errors import ConfigError, InputDataError
 from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.standardise import STANDARD_COLUMNS
 
 log = logging.getLogger(__name__)
 
 # Columns that identify a person or a record in the linkage zone: never published, even if approved.
-FORBIDDEN_COLUMNS = frozenset(
-    {
-        "record_id",
-        "person_id",
-        "cluster_id",
-        "nhs_number",
-        "given_name",
-        "given_name_root",
-        "given_name_phonetic",
-        "family_name",
-        "family_name_first",
-        "family_name_phonetic",
-        "dob",
-        "dob_year",
-        "dob_month",
-        "dob_day",
-        "postcode",
-        "postcode_area",
-        "postcode_district",
-        "postcode_sector",
-        "cluster_size",
-        "link_method",
-    }
-)
+# Every standardised identifier and derived key, plus the linkage zone's own ids.
+FORBIDDEN_COLUMNS = (frozenset(STANDARD_COLUMNS) - {"source", "sex"}) | {
+    "person_id", "cluster_id", "cluster_size", "link_method", "unique_id", "deterministic_nhs",
+}
 _INDEX_COLUMNS = ("source", "record_id", "person_id")
 _STANDARDISED_REQUIRED = ("source", "record_id", "dob", "sex")
 TOP_AGE_BAND = 90
