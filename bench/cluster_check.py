@@ -93,7 +93,8 @@ class Cluster:
         self._wait(lambda s: True, "master")
         for i in range(self.workers):
             work_dir = self.workdir / f"worker{i}"
-            work_dir.mkdir(exist_ok=True)
+            shutil.rmtree(work_dir, ignore_errors=True)  # so executors_per_worker counts this run only
+            work_dir.mkdir()
             self._spawn(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", self.url,
                                        "--host", HOST, "--port", str(free_port()), "--webui-port", str(free_port()),
                                        "--cores", str(self.cores), "--memory", self.memory,
@@ -176,21 +177,37 @@ def prepare(spark, root: Path, people: int) -> str:
     return str(root / "model.json")
 
 
-def submit(cluster_master: str, config: Path, env: dict, log_path: Path, extra: list[str]) -> float:
+def submit(master: str, config: Path, env: dict, log_path: Path, extra: list[str]):
+    """Start `spark-submit jobs/link.py`; returns (process, start time, log path)."""
     from splink.backends.spark import similarity_jar_location
 
-    cmd = [str(VENV_BIN / "spark-submit"), "--master", cluster_master,
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", master,
            "--driver-memory", "2g", "--packages", DELTA_PACKAGE, "--jars", similarity_jar_location(),
            *extra, str(REPO / "jobs" / "link.py"), "--config", str(config)]
     log(" ".join(cmd))
-    started = time.monotonic()
-    with open(log_path, "wb") as out:
-        proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=600)
-    elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"spark-submit --master {cluster_master} exited {proc.returncode}:\n{tail}")
-    return elapsed
+    out = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    return proc, time.monotonic(), log_path
+
+
+def finish_all(runs: dict, timeout: float = 900) -> dict:
+    """Wait for the runs started by `submit`; returns each one's wall time, raises with a log tail on failure."""
+    seconds: dict = {}
+    deadline = time.monotonic() + timeout
+    while len(seconds) < len(runs):
+        for name, (proc, started, log_path) in runs.items():
+            if name in seconds or proc.poll() is None:
+                continue
+            if proc.returncode != 0:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"{log_path.name}: spark-submit exited {proc.returncode}:\n{tail}")
+            seconds[name] = round(time.monotonic() - started, 1)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"spark-submit timed out after {timeout:.0f}s")
+        time.sleep(0.5)
+    return seconds
 
 
 def compare(spark, zone_a: Path, zone_b: Path) -> dict:
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where inputs, outputs and logs go (default: a new temp dir)")
     parser.add_argument("--people", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the workdir (always kept when --workdir is given)")
+    parser.add_argument("--reuse-inputs", action="store_true",
+                        help="reuse the synthetic inputs and model already in --workdir (for reruns)")
     args = parser.parse_args(argv)
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="tre-link-cluster-")).resolve()
@@ -239,25 +258,38 @@ def main(argv: list[str] | None = None) -> int:
                                             driver_memory="2g", shuffle_partitions=2,
                                             checkpoint_dir=str(root / "checkpoints-prepare"),
                                             conf={"spark.sql.warehouse.dir": str(root / "warehouse-prepare")}))
-        model = prepare(spark, root, args.people)
+        reusable = (root / "model.json").exists() and (root / "linkage-prepare" / "standardised").exists()
+        model = str(root / "model.json") if args.reuse_inputs and reusable else prepare(spark, root, args.people)
         verdict["prepare_seconds"] = round(time.monotonic() - t0, 1)
 
         zones = {name: root / f"linkage-{name}" for name in ("cluster", "local")}
         configs = {}
         for name, zone in zones.items():
+            shutil.rmtree(zone, ignore_errors=True)
             shutil.copytree(root / "linkage-prepare" / "standardised", zone / "standardised")
             configs[name] = write_config(root, name, args.people, linkage_zone=zone, model=model)
 
         state = cluster.wait_for_workers()
         verdict["workers"] = [{"id": w["id"], "cores": w["cores"], "memory_mb": w["memory"]} for w in state["workers"]]
         env = spark_env(root)
-        verdict["cluster_seconds"] = round(submit(
-            cluster.url, configs["cluster"], env, root / "submit-cluster.log",
-            ["--executor-memory", "1g", "--executor-cores", "1", "--total-executor-cores", "2"]), 1)
+        # The two runs go side by side: each is mostly job-scheduling latency, so this halves the wall time.
+        runs = {
+            "cluster": submit(cluster.url, configs["cluster"], env, root / "submit-cluster.log",
+                              ["--executor-memory", "1g", "--executor-cores", "1", "--total-executor-cores", "2"]),
+            "local": submit("local[2]", configs["local"], env, root / "submit-local.log", []),
+        }
+        try:
+            verdict.update({f"{name}_seconds": t for name, t in finish_all(runs).items()})
+        finally:
+            for proc, _, _ in runs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         apps = cluster._wait(lambda s: True, "master state")
         verdict["cluster_apps"] = [{"name": a["name"], "state": a["state"]} for a in apps.get("completedapps", [])]
-        verdict["local_seconds"] = round(submit("local[2]", configs["local"], env, root / "submit-local.log", []), 1)
-
+        # Each worker keeps a work dir per executor it ran (app-*/N): proof the job really ran on both workers.
+        verdict["executors_per_worker"] = {f"worker{i}": len(list((root / f"worker{i}").glob("app-*/*")))
+                                           for i in range(cluster.workers)}
         verdict["tables"] = compare(spark, zones["cluster"], zones["local"])
         verdict["equal"] = all(t["equal"] for t in verdict["tables"].values())
         status = 0 if verdict["equal"] else 1
@@ -271,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict["total_seconds"] = round(time.monotonic() - t0, 1)
         if not (args.workdir or args.keep) and status == 0:
             shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        (root / "verdict.json").write_text(json.dumps(verdict, indent=2, sort_keys=True))
     print(json.dumps(verdict, sort_keys=True))
     return status
 

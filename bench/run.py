@@ -34,6 +34,13 @@ if str(REPO) not in sys.path:
 DEMO_CONFIG = REPO / "conf" / "demo.yaml"
 log = logging.getLogger("bench")
 
+# The columns the Splink model (tre_link.linkage.model.build_settings) reads, plus the unique id.
+BASELINE_COLUMNS = (
+    "unique_id", "nhs_number_digits", "given_name", "given_name_root", "given_name_phonetic", "family_name",
+    "family_name_first", "family_name_phonetic", "dob", "dob_year", "dob_month", "dob_day", "sex", "postcode",
+    "postcode_sector", "postcode_district",
+)
+
 
 # ------------------------------------------------------------------------------------------------
 # Timing and memory
@@ -144,6 +151,8 @@ def build_config(args) -> "JobConfig":  # noqa: F821
     raw = yaml.safe_load(DEMO_CONFIG.read_text().replace("out/demo", str(out)))
     raw["synth"]["people"] = args.people
     raw["synth"]["skewed_surname_share"] = args.skewed_surname_share
+    if args.shuffle_partitions:
+        raw["spark"]["shuffle_partitions"] = args.shuffle_partitions
     raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
     if args.sources_config:
         existing = load_config(args.sources_config)
@@ -218,13 +227,13 @@ def baseline_records(spark, cfg):
 
     from tre_link import linkage
     from tre_link.delta_io import read_delta
-    from tre_link.linkage.model import MODEL_COLUMNS, UNIQUE_ID
+    from tre_link.linkage.model import UNIQUE_ID
     from tre_link.pipeline import Zones
 
     zones = Zones(cfg.output.linkage_zone)
     tables = [read_delta(spark, zones.standardised(s.name)).df for s in cfg.sources]
     unioned = linkage.union_sources(tables).withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
-    return unioned.select(*MODEL_COLUMNS)
+    return unioned.select(*BASELINE_COLUMNS)
 
 
 def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):
@@ -290,14 +299,16 @@ def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
     predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
     seconds.update(train_seconds)
     seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
-    links = int(con.sql(f"select count(*) from {predictions.physical_name}").fetchone()[0])
+    # DuckDB 2: relations have no fetchone(), and execute(...).fetchone() leaves an unfinished result that
+    # blocks the connection Splink shares ("Resource In Use Error"): fetch everything instead.
+    links = int(con.sql(f"select count(*) from {predictions.physical_name}").fetchall()[0][0])
     comparisons = int(count_comparisons_from_blocking_rules(
         df, blocking_rules=list(cfg.linkage.blocking_rules_predict), link_type="dedupe_only",
-        unique_id_column_name=UNIQUE_ID,
+        unique_id_column_name=UNIQUE_ID, record_sample_proportion=1.0,  # Splink 5 samples by default
     )[-1]["cumulative_comparison_count"])
     with rec.timed(seconds, "evaluate", "evaluate"):
         arrow = con.sql(f"select unique_id, cast(cluster_id as varchar) as cluster_id "
-                        f"from {clusters.physical_name}").fetch_arrow_table()
+                        f"from {clusters.physical_name}").to_arrow_table()
         accuracy = evaluate_person_index(_person_index_from_clusters(spark.createDataFrame(arrow)), truth)
     con.close()
     return {"records": records.num_rows, "result": _baseline_result(seconds, comparisons, links, accuracy)}
@@ -382,6 +393,7 @@ def parse_args(argv):
     p.add_argument("--sources-config", help="YAML whose sources/opt_outs/truth_path to use instead of synth")
     p.add_argument("--skip-spark-baseline", action="store_true")
     p.add_argument("--out", default=str(REPO / "out" / "bench"))
+    p.add_argument("--shuffle-partitions", type=int, help="override spark.shuffle_partitions (smoke tests: 1)")
     return p.parse_args(argv)
 
 

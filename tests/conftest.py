@@ -61,3 +61,32 @@ class DemoRun:
     config_path: Path
     cfg: object
     summary: dict
+
+
+@pytest.fixture(scope="session")
+def tracked_run(spark, demo_run) -> dict:
+    """The demo run, plus a second run that links with its registered model under alias `approved`
+    (so trains nothing), as a reviewer would after approving the candidate."""
+    from mlflow.tracking import MlflowClient
+
+    from tre_link import pipeline, tracking
+
+    cfg = demo_run.cfg
+    tracking.configure_mlflow(cfg)
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    candidate = client.get_model_version_by_alias(name, tracking.CANDIDATE_ALIAS)
+    client.set_registered_model_alias(name, "approved", candidate.version)
+    approved_cfg = cfg.model_copy(
+        update={"linkage": cfg.linkage.model_copy(update={"model": f"models:/{name}@approved"})}
+    )
+    approved = pipeline.run_all(spark, approved_cfg, str(demo_run.config_path), run_name="approved-link")
+    tracking.configure_mlflow(cfg)
+    return {
+        "config_path": demo_run.config_path,
+        "cfg": cfg,
+        "summary": demo_run.summary,
+        "run_id": demo_run.summary["mlflow"]["run_id"],
+        "approved_run_id": approved["mlflow"]["run_id"],
+        "candidate_version": str(candidate.version),
+    }

@@ -1,4 +1,4 @@
-"""Execute the notebooks with nbclient against the small run that test_tracking.py makes (shared)."""
+"""Execute the notebooks with nbclient against the shared small demo run (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_tracking import linked_run  # noqa: E402  (one pipeline run per session, shared)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -63,9 +61,9 @@ def _images(nb) -> int:
     return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
 
-@pytest.fixture(scope="module")
-def run(spark, tmp_path_factory):
-    return linked_run(spark, tmp_path_factory)
+@pytest.fixture
+def run(tracked_run):
+    return tracked_run
 
 
 def test_model_review_notebook(run):

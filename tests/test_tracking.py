@@ -1,5 +1,5 @@
-"""MLflow tracking end to end: one small demo run (shared by test_notebooks.py), a second run that
-links with the registered model under alias `approved`, and a reproduction of the first run."""
+"""MLflow tracking end to end on the shared demo run (tests/conftest.py), a second run that links
+with the registered model under alias `approved`, and a reproduction of the first run."""
 
 from __future__ import annotations
 
@@ -11,83 +11,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from tre_link import charts, pipeline, tracking
-from tre_link.config import load_config
-from tre_link.demo import run_demo
+from tre_link import charts, tracking
 from tre_link.reproduce import reproduce
 
-REPO = Path(__file__).resolve().parents[1]
-PEOPLE = 800
-_CACHE: dict = {}
-
-
-def _write_config(root: Path) -> Path:
-    text = (REPO / "conf" / "demo.yaml").read_text().replace("out/demo", str(root))
-    raw = yaml.safe_load(text)
-    raw["synth"]["people"] = PEOPLE
-    raw["spark"] = {"master": "local[2]", "driver_memory": "2g", "shuffle_partitions": 1,
-                    "checkpoint_dir": str(root / "checkpoints")}
-    raw["linkage"]["u_max_pairs"] = 200_000
-    raw["mlflow"] = {"experiment": "tre-link-test", "registered_model": "tre-link-test-model"}
-    path = root / "job.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def _ensure_reported(spark, cfg, run_id: str) -> None:
-    """Log the linkage report and output checksums unless run_all already did (once the lead wires them)."""
-    run = MlflowClient().get_run(run_id)
-    tracker = tracking.Tracker(run_id)
-    if "output.links.checksum" not in run.data.params:
-        tracker.log_outputs(spark, pipeline.Zones(cfg.output.linkage_zone))
-    if "match_rate.source.gp" not in run.data.metrics:
-        tracking.log_linkage_report(tracker, spark, cfg)
-
-
-def _approved_link_run(spark, cfg, config_path: Path, model_uri: str) -> str:
-    """A second pipeline run that links with a registered model and trains nothing."""
-    zones = pipeline.Zones(cfg.output.linkage_zone)
-    cfg = cfg.model_copy(update={"linkage": cfg.linkage.model_copy(update={"model": model_uri})})
-    with tracking.pipeline_run(cfg, config_path, "approved-link") as tracker:
-        tracker.log_params(tracking.run_params(spark, cfg, config_path))
-        model_json = tracking.resolve_model(cfg.linkage.model, zones.model_json)
-        tracker.log_model_used(cfg.linkage.model, model_json)
-        with tracker.stage("link"):
-            tracker.log_counts(pipeline.run_link(spark, cfg, model_json))
-        tracker.log_outputs(spark, zones)
-        tracking.log_linkage_report(tracker, spark, cfg)
-        return tracker.run_id
-
-
-def linked_run(spark, tmp_path_factory) -> dict:
-    """Run the demo once per test session (cached here so test_notebooks.py shares it)."""
-    if _CACHE:
-        return _CACHE
-    root = tmp_path_factory.mktemp("tracking_run")
-    config_path = _write_config(root)
-    cfg = load_config(config_path)
-    summary = run_demo(spark, cfg, str(config_path))
-    tracking.configure_mlflow(cfg)
-    run_id = summary["mlflow"]["run_id"]
-    _ensure_reported(spark, cfg, run_id)
-    client = MlflowClient()
-    name = cfg.mlflow.registered_model
-    candidate = client.get_model_version_by_alias(name, tracking.CANDIDATE_ALIAS)
-    client.set_registered_model_alias(name, "approved", candidate.version)
-    approved_run = _approved_link_run(spark, cfg, config_path, f"models:/{name}@approved")
-    _CACHE.update(root=root, config_path=config_path, cfg=cfg, summary=summary, run_id=run_id,
-                  approved_run_id=approved_run, candidate_version=str(candidate.version))
-    return _CACHE
-
-
-@pytest.fixture(scope="module")
-def run(spark, tmp_path_factory):
-    result = linked_run(spark, tmp_path_factory)
-    tracking.configure_mlflow(result["cfg"])
-    return result
+@pytest.fixture
+def run(tracked_run):
+    return tracked_run
 
 
 def _record_values(spark, cfg) -> dict[str, set[str]]:

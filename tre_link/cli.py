@@ -7,8 +7,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
-
 from tre_link.config import JobConfig, SparkSettings, load_config
 from tre_link.errors import TreLinkError
 
@@ -76,7 +74,9 @@ def _cmd_stage(stage: str):
             if model and model.startswith("models:/"):
                 configure_mlflow(cfg)
             model_json = resolve_model(model, "") if model else None
-            report = pipeline.released(pipeline.run_link(spark, cfg, model_json))
+            report = pipeline.run_link(spark, cfg, model_json)
+            report.pop("match_weight_histogram")
+            report = pipeline.released(report)
         else:
             report = {"research_dataset": pipeline.run_publish(spark, cfg, args.project)}
         print(json.dumps(report, indent=2, default=str))
@@ -103,6 +103,15 @@ def _cmd_demo(args, cfg: JobConfig) -> int:
 
     print(format_summary(summary))
     return 0
+
+
+def _cmd_reproduce(args, cfg: JobConfig) -> int:
+    from tre_link.reproduce import reproduce
+
+    spark = _session(cfg, args.master)
+    result = reproduce(spark, args.run_id, cfg.tracking_uri, config_path=args.config)
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["identical"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True)
     add("run", _cmd_run, "every stage after synth, as one MLflow run")
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
+    p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs")
+    p.add_argument("run_id")
     return parser
 
 

@@ -128,6 +128,7 @@ class JobConfig(_Strict):
     synth: SynthConfig | None = None
     sources: list[SourceConfig] = Field(min_length=1)
     opt_outs: str | None = Field(None, description="Delta table of NHS numbers (column nhs_number) that opted out.")
+    opt_outs_version: int | None = Field(None, ge=0, description="Pinned opt-outs version; latest when absent.")
     truth_path: str | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
     linkage_key: KeySource | None = None

@@ -19,6 +19,7 @@ from tre_link.delta_io import read_delta, write_delta
 from tre_link.disclosure import release_count, release_rate
 from tre_link.evaluate import Accuracy, evaluate_person_index
 from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.linkage.probabilistic import match_weight_histogram
 from tre_link.optout import remove_opt_outs
 from tre_link.publish import publish_project
 from tre_link.secrets import load_key
@@ -80,8 +81,12 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
     """Read every source at its pinned (or latest) version, standardise, drop opt-outs, profile."""
     zones = Zones(cfg.output.linkage_zone)
     key = _linkage_key(cfg)
-    opt_outs = read_delta(spark, cfg.opt_outs, table="opt_outs").df if cfg.opt_outs else None
     report: dict = {"sources": {}}
+    opt_outs = None
+    if cfg.opt_outs:
+        opt_outs_table = read_delta(spark, cfg.opt_outs, cfg.opt_outs_version, table="opt_outs")
+        opt_outs = opt_outs_table.df
+        report["opt_outs"] = {"path": cfg.opt_outs, "version": opt_outs_table.version}
     profiles = []
     for source in cfg.sources:
         raw = read_delta(spark, source.path, source.version, table=source.name)
@@ -130,6 +135,8 @@ def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None)
         write_delta(outputs.links, zones.links)
         write_delta(outputs.person_index, zones.person_index)
         conflicts = prepared.where("nhs_dob_conflict").count()
+        # Splink has already materialised the scored pairs, so this aggregate does not score them again.
+        histogram = [(r["bin_start"], r["count"]) for r in match_weight_histogram(outputs.scored_pairs).collect()]
     finally:
         prepared.unpersist()
     links = spark.read.format("delta").load(zones.links)
@@ -144,6 +151,7 @@ def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None)
         "records_in_dropped_blocks": sum(d.records for d in outputs.dropped_blocks),
         "records_indexed": person_index.count(),
         "persons": person_index.select("person_id").distinct().count(),
+        "match_weight_histogram": histogram,
     }
 
 
@@ -206,14 +214,21 @@ def run_all(spark: SparkSession, cfg: JobConfig, config_path: str, *, run_name: 
             for name, info in standardised["sources"].items():
                 tracker.log_params({f"source.{name}.path": info["path"], f"source.{name}.version": info["version"]})
                 tracker.log_counts({"records": info["records"], "opted_out": info["opted_out"]}, prefix=f"{name}.")
+            if "opt_outs" in standardised:
+                tracker.log_params({"opt_outs.path": cfg.opt_outs, "opt_outs.version": standardised["opt_outs"]["version"]})
         model_json = tracking.resolve_model(cfg.linkage.model, zones.model_json) if cfg.linkage.model else None
         if model_json is None:
             with tracker.stage("train"):
                 model_json = run_train(spark, cfg)["model_json"]
                 tracker.log_model(cfg, model_json)
+        else:
+            tracker.log_model_used(cfg.linkage.model, model_json)
         with tracker.stage("link"):
             link_report = run_link(spark, cfg, model_json)
+            histogram = link_report.pop("match_weight_histogram")
             released_links = tracker.log_counts(link_report)
+            tracker.log_outputs(spark, zones)
+            tracking.log_linkage_report(tracker, spark, cfg, histogram=histogram)
         research = {}
         for project in cfg.projects:
             with tracker.stage(f"publish_{project.name}"):

@@ -15,7 +15,6 @@ from mlflow.tracking import MlflowClient
 
 from tre_link import pipeline, tracking
 from tre_link.config import JobConfig, load_config
-from tre_link.delta_io import latest_version
 from tre_link.disclosure import release_count
 from tre_link.errors import ConfigError
 
@@ -32,7 +31,10 @@ def pinned_config(cfg: JobConfig, params: dict[str, str], linkage_zone: str) -> 
         path = params.get(f"source.{source.name}.path", source.path)
         sources.append(source.model_copy(update={"path": path, "version": int(version)}))
     output = cfg.output.model_copy(update={"linkage_zone": linkage_zone})
-    return cfg.model_copy(update={"sources": sources, "output": output})
+    pins = {"sources": sources, "output": output}
+    if cfg.opt_outs and "opt_outs.version" in params:
+        pins["opt_outs_version"] = int(params["opt_outs.version"])
+    return cfg.model_copy(update=pins)
 
 
 def _run_model_json(client: MlflowClient, run_id: str, dest: Path) -> str:
@@ -64,12 +66,6 @@ def reproduce(spark, run_id: str, tracking_uri: str, config_path: str | None = N
     root = Path(cfg.output.root) / "reproduce" / run_id
     pinned = pinned_config(cfg, params, str(root / "linkage"))
 
-    notes = []
-    if pinned.opt_outs and "opt_outs.version" in params:
-        current = latest_version(spark, pinned.opt_outs)
-        if str(current) != params["opt_outs.version"]:
-            notes.append(f"opt_outs is at version {current}, the run read {params['opt_outs.version']}")
-
     model_json = _run_model_json(client, run_id, root / "model")
     log.info("reproduce: run %s with sources pinned %s and its logged model", run_id,
              {s.name: s.version for s in pinned.sources})
@@ -97,6 +93,6 @@ def reproduce(spark, run_id: str, tracking_uri: str, config_path: str | None = N
         "source_versions": {s.name: s.version for s in pinned.sources},
         "model_json": model_json,
         "output_linkage_zone": pinned.output.linkage_zone,
+        "opt_outs_version": pinned.opt_outs_version,
         "tables": tables,
-        "notes": notes,
     }

@@ -44,13 +44,15 @@ def build_session(settings: SparkSettings):
     if not launched_by_spark_submit():
         # Under spark-submit the master, driver memory and packages come from its command line.
         builder = builder.master(settings.master).config("spark.driver.memory", settings.driver_memory)
+        # Under spark-submit, spark.jars already lists --jars and the --packages jars; overwriting it
+        # would leave executors on a cluster without Delta (only local mode would still work).
+        builder = builder.config("spark.jars", similarity_jar_location())
     builder = (
         builder
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.default.parallelism", str(settings.shuffle_partitions))
         .config("spark.ui.enabled", str(settings.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.jars", similarity_jar_location())
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.databricks.delta.snapshotPartitions", "2")

@@ -29,6 +29,8 @@ from tre_link.disclosure import release_count
 
 CANDIDATE_ALIAS = "candidate"
 OUTPUT_TABLES = ("links", "person_index")
+# The pyfunc is logged from this file's code (never pickled); not imported here, as importing it registers it.
+MODEL_CODE_PATH = str(Path(__file__).with_name("mlflow_model.py").resolve())
 MODEL_REQUIREMENTS = ["mlflow>=3,<4", "splink>=5,<6", "duckdb>=1.1", "pandas"]
 
 log = logging.getLogger("tre_link")
@@ -40,6 +42,10 @@ def configure_mlflow(cfg: JobConfig) -> str:
     uri = cfg.tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not cfg.mlflow.tracking_uri and mlflow.get_experiment_by_name(cfg.mlflow.experiment) is None:
+        # The embedded store keeps artifacts beside it, not in ./mlruns under whatever the cwd is.
+        artifacts = (Path(cfg.output.root) / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
     mlflow.set_experiment(cfg.mlflow.experiment)
     return uri
 
@@ -125,11 +131,9 @@ class Tracker:
 
         Returns describe_model() of the new version: model_uri, model_name, model_version..."""
         self._log_model_files(model_json)
-        from tre_link import mlflow_model
-
         info = mlflow.pyfunc.log_model(
             name="splink_pyfunc",
-            python_model=str(Path(mlflow_model.__file__).resolve()),
+            python_model=MODEL_CODE_PATH,
             artifacts={"splink_model": str(model_json)},
             registered_model_name=cfg.mlflow.registered_model,
             pip_requirements=MODEL_REQUIREMENTS,
@@ -201,20 +205,9 @@ def run_params(spark, cfg: JobConfig, config_path: str | Path) -> dict:
         "u_max_pairs": cfg.linkage.u_max_pairs,
         "nhs_number_form": cfg.linkage.nhs_number_form,
         "model_source": cfg.linkage.model or "trained in this run",
-        **_opt_outs_version(spark, cfg),
+        "max_block_comparisons": cfg.linkage.max_block_comparisons,
+        "em_max_pairs": cfg.linkage.em_max_pairs,
     }
-
-
-def _opt_outs_version(spark, cfg: JobConfig) -> dict:
-    """The opt-outs table version at the start of the run (standardise reads the latest)."""
-    if not cfg.opt_outs:
-        return {}
-    from tre_link.delta_io import latest_version
-
-    try:
-        return {"opt_outs.path": cfg.opt_outs, "opt_outs.version": latest_version(spark, cfg.opt_outs)}
-    except Exception:  # noqa: BLE001 - a missing table is reported by standardise itself
-        return {"opt_outs.path": cfg.opt_outs}
 
 
 def resolve_model(model: str, default_path: str) -> str:

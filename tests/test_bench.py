@@ -1,0 +1,39 @@
+"""Smoke test for bench/run.py: a tiny run in its own process (its own SparkSession), JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+def test_bench_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--people", "300", "--skip-spark-baseline", "--shuffle-partitions", "1",
+         "--out", str(tmp_path / "bench")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)  # stdout holds exactly one JSON object
+
+    assert result["people"] == 300
+    assert result["records"]["total"] > 300
+    assert set(result["records"]["per_source"]) == {"gp", "hospital", "council"}
+    assert result["records"]["baseline_input"] == result["records"]["total"]
+    assert set(result["engines"]) == {"tre_link", "duckdb"}
+    for engine in result["engines"].values():
+        for field in ("stage_seconds", "total_seconds", "comparisons_scored", "links"):
+            assert field in engine
+        assert engine["total_seconds"] > 0
+        for field in ("pairwise_precision", "pairwise_recall", "pairwise_f1"):
+            assert isinstance(engine[field], float) and 0.0 <= engine[field] <= 1.0, (field, engine[field])
+    assert {"standardise", "train", "link", "evaluate"} <= set(result["engines"]["tre_link"]["stage_seconds"])
+    assert {"train", "predict_and_cluster"} <= set(result["engines"]["duckdb"]["stage_seconds"])
+    assert result["ratios"]["tre_link_over_duckdb"] > 0
+    assert result["ratios"]["spark_over_tre_link"] is None
+    assert result["peak_memory_mb"]["python_ru_maxrss"] > 0
+    assert result["peak_memory_mb"]["jvm_vmhwm"] > 0
+    assert result["versions"]["splink"]
