@@ -34,14 +34,6 @@ if str(REPO) not in sys.path:
 DEMO_CONFIG = REPO / "conf" / "demo.yaml"
 log = logging.getLogger("bench")
 
-# The columns the Splink model (tre_link.linkage.model.build_settings) reads, plus the unique id.
-BASELINE_COLUMNS = (
-    "unique_id", "nhs_number_digits", "given_name", "given_name_root", "given_name_phonetic", "family_name",
-    "family_name_first", "family_name_phonetic", "dob", "dob_year", "dob_month", "dob_day", "sex", "postcode",
-    "postcode_sector", "postcode_district",
-)
-
-
 # ------------------------------------------------------------------------------------------------
 # Timing and memory
 # ------------------------------------------------------------------------------------------------
@@ -185,7 +177,7 @@ def run_tre_link(spark, cfg, rec: Recorder) -> dict:
             pipeline.run_publish(spark, cfg, project.name)
     accuracy = None
     if cfg.truth_path:
-        with rec.timed(seconds, "evaluate", "evaluate"):
+        with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
             accuracy = pipeline.run_evaluate(spark, cfg)
     end_to_end = sum(v for k, v in seconds.items() if k != "evaluate")
     return {
@@ -227,13 +219,13 @@ def baseline_records(spark, cfg):
 
     from tre_link import linkage
     from tre_link.delta_io import read_delta
-    from tre_link.linkage.model import UNIQUE_ID
+    from tre_link.linkage.model import MODEL_COLUMNS, UNIQUE_ID
     from tre_link.pipeline import Zones
 
     zones = Zones(cfg.output.linkage_zone)
     tables = [read_delta(spark, zones.standardised(s.name)).df for s in cfg.sources]
     unioned = linkage.union_sources(tables).withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
-    return unioned.select(*BASELINE_COLUMNS)
+    return unioned.select(*MODEL_COLUMNS)
 
 
 def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):
@@ -306,7 +298,7 @@ def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
         df, blocking_rules=list(cfg.linkage.blocking_rules_predict), link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID, record_sample_proportion=1.0,  # Splink 5 samples by default
     )[-1]["cumulative_comparison_count"])
-    with rec.timed(seconds, "evaluate", "evaluate"):
+    with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
         arrow = con.sql(f"select unique_id, cast(cluster_id as varchar) as cluster_id "
                         f"from {clusters.physical_name}").to_arrow_table()
         accuracy = evaluate_person_index(_person_index_from_clusters(spark.createDataFrame(arrow)), truth)
@@ -332,7 +324,7 @@ def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder
     predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
     seconds.update(train_seconds)
     seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
-    with rec.timed(seconds, "evaluate", "evaluate"):
+    with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
         links = predictions.as_spark_dataframe().count()
         accuracy = evaluate_person_index(_person_index_from_clusters(clusters.as_spark_dataframe()), truth)
     return {"result": _baseline_result(seconds, comparisons, links, accuracy)}
@@ -346,8 +338,8 @@ def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder
 def provenance(spark) -> dict:
     def git(*args):
         try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip() or None
+            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+            return done.stdout.strip() if done.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -363,7 +355,7 @@ def provenance(spark) -> dict:
         versions["java"] = None
     status = git("status", "--porcelain")
     return {
-        "git_commit": git("rev-parse", "HEAD"),
+        "git_commit": git("rev-parse", "HEAD") or None,
         "git_dirty": bool(status) if status is not None else None,
         "versions": versions,
         "machine": {"cpus": os.cpu_count(), "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -61,7 +61,7 @@ def _images(nb) -> int:
     return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run(tracked_run):
     return tracked_run
 

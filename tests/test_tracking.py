@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from tre_link import charts, tracking
 from tre_link.reproduce import reproduce
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run(tracked_run):
     return tracked_run
 

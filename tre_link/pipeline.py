@@ -90,13 +90,16 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
     profiles = []
     for source in cfg.sources:
         raw = read_delta(spark, source.path, source.version, table=source.name)
-        records = standardise.standardise_source(raw.df, source)
-        before = standardise.check_standardised(records, source.name)["rows"]
+        # Cached so the checks and the write compute the standardisation once.
+        standardised = standardise.standardise_source(raw.df, source).persist()
+        before = standardise.check_standardised(standardised, source.name)["rows"]
+        records = standardised
         if opt_outs is not None:
             records = remove_opt_outs(records, opt_outs, linkage_key=key if source.nhs_number_form == "token" else None)
         if cfg.linkage.nhs_number_form == "token" and source.nhs_number_form == "plain":
             records = _tokenise(records, key)
         write_delta(records, zones.standardised(source.name))
+        standardised.unpersist()
         kept = spark.read.format("delta").load(zones.standardised(source.name))
         after = kept.count()
         profiles.append(quality.quality_profile(kept))

@@ -42,6 +42,8 @@ def build_session(settings: SparkSettings):
     os.makedirs(settings.checkpoint_dir, exist_ok=True)
     builder = SparkSession.builder.appName(settings.app_name)
     if not launched_by_spark_submit():
+        if settings.master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode needs no network interface
         # Under spark-submit the master, driver memory and packages come from its command line.
         builder = builder.master(settings.master).config("spark.driver.memory", settings.driver_memory)
         # Under spark-submit, spark.jars already lists --jars and the --packages jars; overwriting it

@@ -15,6 +15,13 @@ from tre_link.config import LinkageConfig
 
 UNIQUE_ID = "unique_id"
 
+# The columns the comparisons read: what a plain Splink run needs of each record.
+MODEL_COLUMNS = (
+    UNIQUE_ID, "nhs_number_digits", "given_name", "given_name_root", "given_name_phonetic", "family_name",
+    "family_name_first", "family_name_phonetic", "dob", "dob_year", "dob_month", "dob_day", "sex", "postcode",
+    "postcode_sector", "postcode_district",
+)
+
 def _given_name() -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="given_name",

@@ -81,7 +81,8 @@ def guard_comparison_count(run: SplinkRun, linkage: LinkageConfig, record_count:
 def train(run: SplinkRun, linkage: LinkageConfig, seed: int) -> None:
     training = run.linker.training
     training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
-    training.estimate_u_using_random_sampling(max_pairs=linkage.u_max_pairs, seed=seed)
+    # One chunk: on Spark every chunk is a round of jobs, and a fixed sample needs no early stop.
+    training.estimate_u_using_random_sampling(max_pairs=linkage.u_max_pairs, seed=seed, num_chunks=1)
     for rule in linkage.blocking_rules_training:
         training.estimate_parameters_using_expectation_maximisation(
             rule, estimate_without_term_frequencies=True, max_pairs=linkage.em_max_pairs
