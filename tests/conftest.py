@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,28 @@ def demo_run(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     config_path = small_demo_config(root)
     cfg = load_config(config_path)
-    summary = run_demo(spark, cfg, str(config_path))
-    return DemoRun(config_path=config_path, cfg=cfg, summary=summary)
+    captured = _LogCapture()
+    ours = logging.getLogger("tre_link")
+    level = ours.level
+    ours.setLevel(logging.DEBUG)  # every level of our own logging, as the CLI's --verbose would show
+    logging.getLogger().addHandler(captured)
+    try:
+        summary = run_demo(spark, cfg, str(config_path))
+    finally:
+        logging.getLogger().removeHandler(captured)
+        ours.setLevel(level)
+    return DemoRun(config_path=config_path, cfg=cfg, summary=summary, log_lines=captured.lines)
+
+
+class _LogCapture(logging.Handler):
+    """Every log line of the run, at every level, for the tests that scan logs for secrets."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,7 @@ class DemoRun:
     config_path: Path
     cfg: object
     summary: dict
+    log_lines: list[str]
 
 
 @pytest.fixture(scope="session")
