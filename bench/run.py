@@ -215,17 +215,11 @@ def _accuracy_fields(accuracy) -> dict:
 
 def baseline_records(spark, cfg):
     """The linkage zone's standardised tables, unioned, with the model's columns and a unique_id."""
-    from pyspark.sql import functions as F
+    from tre_link.linkage import with_unique_id
+    from tre_link.linkage.model import MODEL_COLUMNS
+    from tre_link.pipeline import read_standardised
 
-    from tre_link import linkage
-    from tre_link.delta_io import read_delta
-    from tre_link.linkage.model import MODEL_COLUMNS, UNIQUE_ID
-    from tre_link.pipeline import Zones
-
-    zones = Zones(cfg.output.linkage_zone)
-    tables = [read_delta(spark, zones.standardised(s.name)).df for s in cfg.sources]
-    unioned = linkage.union_sources(tables).withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
-    return unioned.select(*MODEL_COLUMNS)
+    return with_unique_id(read_standardised(spark, cfg)).select(*MODEL_COLUMNS)
 
 
 def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):

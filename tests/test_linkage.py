@@ -80,15 +80,8 @@ def test_accuracy_counts_pairs_and_clusters(spark):
     assert (acc.clusters, acc.pure_clusters, acc.true_persons, acc.complete_persons) == (3, 2, 2, 0)
 
 
-def _standardised_union(spark, cfg):
-    zones = pipeline.Zones(cfg.output.linkage_zone)
-    return pipeline.linkage.union_sources(
-        [spark.read.format("delta").load(zones.standardised(s.name)) for s in cfg.sources]
-    )
-
-
 def test_every_record_appears_exactly_once_in_person_index(spark, demo_run):
-    records = _standardised_union(spark, demo_run.cfg).select("source", "record_id")
+    records = pipeline.read_standardised(spark, demo_run.cfg).select("source", "record_id")
     index = spark.read.format("delta").load(demo_run.summary["tables"]["person_index"])
     assert index.count() == records.count()
     assert index.select("source", "record_id").distinct().count() == index.count()
@@ -133,6 +126,6 @@ def test_saved_model_predicts_without_retraining(spark, demo_run):
 def test_blocking_over_the_limit_stops_before_scoring(spark, demo_run):
     cfg = demo_run.cfg
     tight = cfg.linkage.model_copy(update={"max_comparisons": 10})
-    prepared = prepare_records(_standardised_union(spark, cfg))
+    prepared = prepare_records(pipeline.read_standardised(spark, cfg))
     with pytest.raises(ConfigError, match=r"would generate about [\d,]+ comparisons, over linkage.max_comparisons=10"):
         link_records(spark, prepared, tight, demo_run.summary["model_json"])

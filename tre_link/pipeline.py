@@ -17,6 +17,7 @@ from tre_link import linkage, quality, standardise, tracking
 from tre_link.config import JobConfig
 from tre_link.delta_io import read_delta, write_delta
 from tre_link.disclosure import release_count, release_rate
+from tre_link.errors import ConfigError
 from tre_link.evaluate import Accuracy, evaluate_person_index
 from tre_link.hmac_sql import hmac_sha256_hex
 from tre_link.linkage.probabilistic import match_weight_histogram
@@ -59,8 +60,6 @@ def _linkage_key(cfg: JobConfig) -> bytes | None:
     if not needs_key:
         return None
     if cfg.linkage_key is None:
-        from tre_link.errors import ConfigError
-
         raise ConfigError("linkage_key: required when any source or the linkage uses nhs_number_form: token")
     return load_key(cfg.linkage_key, purpose="linkage")
 
@@ -114,10 +113,15 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
     return report
 
 
-def _read_prepared(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+def read_standardised(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    """Every source's standardised table, as one frame."""
     zones = Zones(cfg.output.linkage_zone)
     tables = [read_delta(spark, zones.standardised(s.name), table=f"standardised/{s.name}").df for s in cfg.sources]
-    return linkage.prepare_records(linkage.union_sources(tables))
+    return linkage.union_sources(tables)
+
+
+def _read_prepared(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    return linkage.prepare_records(read_standardised(spark, cfg))
 
 
 def run_train(spark: SparkSession, cfg: JobConfig) -> dict:
@@ -164,13 +168,10 @@ def run_publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> str:
     project_key = load_key(project.key, purpose=f"project {project.name}")
     zones = Zones(cfg.output.linkage_zone)
     person_index = read_delta(spark, zones.person_index, table="person_index").df
-    standardised = linkage.union_sources(
-        [read_delta(spark, zones.standardised(s.name), table=f"standardised/{s.name}").df for s in cfg.sources]
-    )
     return publish_project(
         spark,
         person_index=person_index,
-        standardised=standardised,
+        standardised=read_standardised(spark, cfg),
         project=project,
         project_key=project_key,
         output=cfg.output,

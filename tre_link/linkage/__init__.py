@@ -29,10 +29,14 @@ def union_sources(standardised: list[DataFrame]) -> DataFrame:
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), standardised)
 
 
+def with_unique_id(records: DataFrame) -> DataFrame:
+    """A source-qualified record id, unique across the union of sources."""
+    return records.withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
+
+
 def prepare_records(records: DataFrame) -> DataFrame:
     """Add the linkage keys: a source-qualified unique_id and the deterministic NHS key."""
-    with_id = records.withColumn(UNIQUE_ID, F.concat_ws(":", "source", "record_id"))
-    return assign_deterministic_keys(with_id)
+    return assign_deterministic_keys(with_unique_id(records))
 
 
 @dataclass
