@@ -83,6 +83,8 @@ def test_count_metrics_are_released(run):
         counts = {k: v for k, v in data.metrics.items()
                   if not k.startswith(("wall_seconds", "match_rate.", "completeness.", "pairwise_", "person_"))}
         assert any(k.startswith("subgroup.") for k in counts) and "output.links.rows" in counts
+        assert {"estimated_comparisons", "links_deterministic", "links_probabilistic", "gp.records",
+                "persons_with_cluster_size.1", "persons_with_cluster_size.2"} <= set(counts)
         for name, value in counts.items():
             assert value == int(value) and value % 5 == 0 and value >= 10, (name, value)
         rates = {k: v for k, v in data.metrics.items() if k.startswith("match_rate.")}

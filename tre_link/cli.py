@@ -68,7 +68,7 @@ def _cmd_stage(stage: str):
         elif stage == "train":
             report = pipeline.run_train(spark, cfg)
         elif stage == "link":
-            from tre_link.tracking import configure_mlflow, resolve_model
+            from tre_link.tracking import configure_mlflow, describe_model, resolve_model
 
             model = args.model or cfg.linkage.model
             if model and model.startswith("models:/"):
@@ -77,6 +77,8 @@ def _cmd_stage(stage: str):
             report = pipeline.run_link(spark, cfg, model_json)
             report.pop("match_weight_histogram")
             report = pipeline.released(report)
+            if model:
+                report["model"] = describe_model(model)
         else:
             report = {"research_dataset": pipeline.run_publish(spark, cfg, args.project)}
         print(json.dumps(report, indent=2, default=str))
@@ -88,6 +90,8 @@ def _cmd_stage(stage: str):
 def _cmd_run(args, cfg: JobConfig) -> int:
     from tre_link import pipeline
 
+    if args.model:
+        cfg = cfg.model_copy(update={"linkage": cfg.linkage.model_copy(update={"model": args.model})})
     spark = _session(cfg, args.master)
     summary = pipeline.run_all(spark, cfg, args.config)
     print(pipeline.format_summary(summary))
@@ -140,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (overrides linkage.model)")
     p = add("publish", _cmd_stage("publish"), "write one project's research dataset")
     p.add_argument("--project", required=True)
-    add("run", _cmd_run, "every stage after synth, as one MLflow run")
+    p = add("run", _cmd_run, "every stage after synth, as one MLflow run")
+    p.add_argument("--model", help="link with this model instead of training: a Splink JSON path or models:/NAME@ALIAS")
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
     p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs")
     p.add_argument("run_id")

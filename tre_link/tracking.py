@@ -286,9 +286,8 @@ def log_linkage_report(tracker: Tracker, spark, cfg: JobConfig, histogram=None) 
     """
     from pyspark.sql import functions as F
 
-    from tre_link import linkage
     from tre_link.linkage.probabilistic import match_weight_histogram
-    from tre_link.pipeline import Zones
+    from tre_link.pipeline import Zones, read_standardised
 
     zones = Zones(cfg.output.linkage_zone)
     report: dict = {}
@@ -320,8 +319,7 @@ def log_linkage_report(tracker: Tracker, spark, cfg: JobConfig, histogram=None) 
 
         # match rates per source and subgroup
         person_index = spark.read.format("delta").load(zones.person_index)
-        standardised = linkage.union_sources(
-            [spark.read.format("delta").load(zones.standardised(s.name)) for s in cfg.sources])
+        standardised = read_standardised(spark, cfg)
         reference = cfg.projects[0].age_reference_date if cfg.projects else None
         rates = charts.subgroup_match_rates(charts.subgroup_frame(spark, person_index, standardised, reference))
         report["match_rates"] = rates
@@ -335,4 +333,11 @@ def log_linkage_report(tracker: Tracker, spark, cfg: JobConfig, histogram=None) 
                     tracker.set_tags({f"suppressed.subgroup.{key}.{name}": "under 10"})
                 else:
                     tracker.log_rates({f"subgroup.{key}.{name}": row[name]})
+
+        # cluster-size distribution: persons per cluster size, sizes of 5 or more pooled
+        band = F.when(F.col("cluster_size") >= 5, F.lit("5_or_more")).otherwise(F.col("cluster_size").cast("string"))
+        persons = person_index.select("person_id", band.alias("band")).distinct().groupBy("band").count().collect()
+        report["cluster_sizes"] = tracker.log_counts(
+            {row["band"]: row["count"] for row in persons}, prefix="persons_with_cluster_size."
+        )
     return report
