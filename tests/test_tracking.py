@@ -145,7 +145,7 @@ def test_registered_version_has_candidate_alias_and_pyfunc_predicts(run, spark):
     assert str(mv.version) == run["candidate_version"]
     assert MlflowClient().get_run(run["run_id"]).data.tags["model_version"] == str(mv.version)
     # the registered artifact resolves to the same Splink JSON the run trained
-    resolved = tracking.resolve_model(f"models:/{name}@candidate", "")
+    resolved = tracking.resolve_model(f"models:/{name}@candidate")
     assert json.loads(Path(resolved).read_text()) == json.loads(Path(run["summary"]["model_json"]).read_text())
     # the pyfunc (logged from code) scores a few standardised records with DuckDB
     std = spark.read.format("delta").load(run["summary"]["tables"]["standardised"]["gp"])

@@ -57,34 +57,44 @@ def _cmd_pseudonymise(args, cfg: JobConfig | None) -> int:
     return 0
 
 
-def _cmd_stage(stage: str):
-    def run(args, cfg: JobConfig) -> int:
-        from tre_link import pipeline
+def _print_json(report: dict) -> int:
+    print(json.dumps(report, indent=2, default=str))
+    return 0
 
-        spark = _session(cfg, args.master)
-        if stage == "standardise":
-            report = pipeline.run_standardise(spark, cfg)
-            report = {"sources": {k: {"version": v["version"]} for k, v in report["sources"].items()}}
-        elif stage == "train":
-            report = pipeline.run_train(spark, cfg)
-        elif stage == "link":
-            from tre_link.tracking import configure_mlflow, describe_model, resolve_model
 
-            model = args.model or cfg.linkage.model
-            if model and model.startswith("models:/"):
-                configure_mlflow(cfg)
-            model_json = resolve_model(model, "") if model else None
-            report = pipeline.run_link(spark, cfg, model_json)
-            report.pop("match_weight_histogram")
-            report = pipeline.released(report)
-            if model:
-                report["model"] = describe_model(model)
-        else:
-            report = {"research_dataset": pipeline.run_publish(spark, cfg, args.project)}
-        print(json.dumps(report, indent=2, default=str))
-        return 0
+def _cmd_standardise(args, cfg: JobConfig) -> int:
+    from tre_link import pipeline
 
-    return run
+    report = pipeline.run_standardise(_session(cfg, args.master), cfg)
+    return _print_json({"sources": {name: {"version": s["version"]} for name, s in report["sources"].items()}})
+
+
+def _cmd_train(args, cfg: JobConfig) -> int:
+    from tre_link import pipeline
+
+    return _print_json(pipeline.run_train(_session(cfg, args.master), cfg))
+
+
+def _cmd_link(args, cfg: JobConfig) -> int:
+    from tre_link import pipeline
+    from tre_link.tracking import configure_mlflow, describe_model, resolve_model
+
+    spark = _session(cfg, args.master)
+    model = args.model or cfg.linkage.model
+    if model and model.startswith("models:/"):
+        configure_mlflow(cfg)
+    report = pipeline.run_link(spark, cfg, resolve_model(model) if model else None)
+    report.pop("match_weight_histogram")
+    report = pipeline.released(report)
+    if model:
+        report["model"] = describe_model(model)
+    return _print_json(report)
+
+
+def _cmd_publish(args, cfg: JobConfig) -> int:
+    from tre_link import pipeline
+
+    return _print_json({"research_dataset": pipeline.run_publish(_session(cfg, args.master), cfg, args.project)})
 
 
 def _cmd_run(args, cfg: JobConfig) -> int:
@@ -114,7 +124,7 @@ def _cmd_reproduce(args, cfg: JobConfig) -> int:
 
     spark = _session(cfg, args.master)
     result = reproduce(spark, args.run_id, cfg.tracking_uri, config_path=args.config)
-    print(json.dumps(result, indent=2, default=str))
+    _print_json(result)
     return 0 if result["identical"] else 1
 
 
@@ -138,11 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", nargs="*", default=[], help="further exact-match columns to tokenise")
     p.add_argument("--key-env", default="TRE_LINK_LINKAGE_KEY", help="environment variable holding the shared key")
     p.add_argument("--key-file", help="key file, used when the variable is unset")
-    add("standardise", _cmd_stage("standardise"), "standardise sources, remove opt-outs, profile quality")
-    add("train", _cmd_stage("train"), "train the Fellegi-Sunter model")
-    p = add("link", _cmd_stage("link"), "deterministic pass, probabilistic pass, clustering")
+    add("standardise", _cmd_standardise, "standardise sources, remove opt-outs, profile quality")
+    add("train", _cmd_train, "train the Fellegi-Sunter model")
+    p = add("link", _cmd_link, "deterministic pass, probabilistic pass, clustering")
     p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (overrides linkage.model)")
-    p = add("publish", _cmd_stage("publish"), "write one project's research dataset")
+    p = add("publish", _cmd_publish, "write one project's research dataset")
     p.add_argument("--project", required=True)
     p = add("run", _cmd_run, "every stage after synth, as one MLflow run")
     p.add_argument("--model", help="link with this model instead of training: a Splink JSON path or models:/NAME@ALIAS")

@@ -220,7 +220,7 @@ def run_all(spark: SparkSession, cfg: JobConfig, config_path: str, *, run_name: 
                 tracker.log_counts({"records": info["records"], "opted_out": info["opted_out"]}, prefix=f"{name}.")
             if "opt_outs" in standardised:
                 tracker.log_params({"opt_outs.path": cfg.opt_outs, "opt_outs.version": standardised["opt_outs"]["version"]})
-        model_json = tracking.resolve_model(cfg.linkage.model, zones.model_json) if cfg.linkage.model else None
+        model_json = tracking.resolve_model(cfg.linkage.model) if cfg.linkage.model else None
         if model_json is None:
             with tracker.stage("train"):
                 model_json = run_train(spark, cfg)["model_json"]

@@ -210,7 +210,7 @@ def run_params(spark, cfg: JobConfig, config_path: str | Path) -> dict:
     }
 
 
-def resolve_model(model: str, default_path: str) -> str:
+def resolve_model(model: str) -> str:
     """A Splink JSON path for the configured model: a file path, or models:/NAME@ALIAS from the registry."""
     if not model.startswith("models:/"):
         return model
