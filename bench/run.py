@@ -222,12 +222,18 @@ def baseline_records(spark, cfg):
     return with_unique_id(read_standardised(spark, cfg)).select(*MODEL_COLUMNS)
 
 
-def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):
-    """The tutorial's steps, untuned: prior, u by random sampling, EM per training rule, predict, cluster."""
+def plain_splink(db_api, records, cfg, seed: int, rec: Recorder, seconds: dict):
+    """The tutorial's steps, untuned: register, prior, u by random sampling, EM per training rule
+    (all timed as "train"), then predict and cluster. Returns the registered input too."""
+    from splink import Linker
+
+    from tre_link.linkage.model import build_settings
     from tre_link.linkage.probabilistic import _PRIOR_RECALL, _PRIOR_RULES
 
     lk = cfg.linkage
     with rec.timed(seconds, "train"):
+        registered = db_api.register(records)
+        linker = Linker(registered, build_settings(lk))
         linker.training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
         linker.training.estimate_u_using_random_sampling(max_pairs=lk.u_max_pairs, seed=seed)
         for rule in lk.blocking_rules_training:
@@ -237,7 +243,7 @@ def plain_splink(linker, cfg, seed: int, rec: Recorder, seconds: dict):
         clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
             predictions, threshold_match_probability=lk.threshold_match_probability
         )
-    return predictions, clusters
+    return registered, predictions, clusters
 
 
 def _person_index_from_clusters(spark_df):
@@ -266,25 +272,18 @@ def _baseline_result(seconds: dict, comparisons: int, links: int, accuracy) -> d
 
 def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
     import duckdb
-    from splink import DuckDBAPI, Linker
+    from splink import DuckDBAPI
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
     from tre_link.evaluate import evaluate_person_index
-    from tre_link.linkage.model import UNIQUE_ID, build_settings
+    from tre_link.linkage.model import UNIQUE_ID
 
     rec.engine = "duckdb"
     seconds: dict[str, float] = {}
     with rec.timed(seconds, "load_records (Spark toArrow)", "duckdb"):
         records = baseline_records(spark, cfg).toArrow()
     con = duckdb.connect()
-    db_api = DuckDBAPI(connection=con)
-    with rec.timed(seconds, "register + Linker"):
-        df = db_api.register(records)
-        linker = Linker(df, build_settings(cfg.linkage))
-    train_seconds: dict[str, float] = {}
-    predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
-    seconds.update(train_seconds)
-    seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
+    df, predictions, clusters = plain_splink(DuckDBAPI(connection=con), records, cfg, cfg.seed, rec, seconds)
     # DuckDB 2: relations have no fetchone(), and execute(...).fetchone() leaves an unfinished result that
     # blocks the connection Splink shares ("Resource In Use Error"): fetch everything instead.
     links = int(con.sql(f"select count(*) from {predictions.physical_name}").fetchall()[0][0])
@@ -301,23 +300,15 @@ def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
 
 
 def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder) -> dict:
-    from splink import Linker, SparkAPI
+    from splink import SparkAPI
 
     from tre_link.evaluate import evaluate_person_index
-    from tre_link.linkage.model import build_settings
 
     rec.engine = "spark"
     seconds: dict[str, float] = {}
     with rec.timed(seconds, "load_records (Delta)", "spark"):
         records = baseline_records(spark, cfg)
-    with rec.timed(seconds, "register + Linker"):
-        db_api = SparkAPI(spark_session=spark)
-        df = db_api.register(records)
-        linker = Linker(df, build_settings(cfg.linkage))
-    train_seconds: dict[str, float] = {}
-    predictions, clusters = plain_splink(linker, cfg, cfg.seed, rec, train_seconds)
-    seconds.update(train_seconds)
-    seconds["train"] = round(seconds["train"] + seconds.pop("register + Linker"), 3)
+    _, predictions, clusters = plain_splink(SparkAPI(spark_session=spark), records, cfg, cfg.seed, rec, seconds)
     with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
         links = predictions.as_spark_dataframe().count()
         accuracy = evaluate_person_index(_person_index_from_clusters(clusters.as_spark_dataframe()), truth)
