@@ -77,6 +77,7 @@ def _cmd_train(args, cfg: JobConfig) -> int:
 
 def _cmd_link(args, cfg: JobConfig) -> int:
     from tre_link import pipeline
+    from tre_link.disclosure import release_counts
     from tre_link.tracking import configure_mlflow, describe_model, resolve_model
 
     spark = _session(cfg, args.master)
@@ -85,7 +86,7 @@ def _cmd_link(args, cfg: JobConfig) -> int:
         configure_mlflow(cfg)
     report = pipeline.run_link(spark, cfg, resolve_model(model) if model else None)
     report.pop("match_weight_histogram")
-    report = pipeline.released(report)
+    report = release_counts(report)
     if model:
         report["model"] = describe_model(model)
     return _print_json(report)

@@ -276,11 +276,6 @@ def write_summary(cfg: JobConfig, summary: dict) -> None:
     path.write_text(json.dumps(existing, indent=2, sort_keys=True, default=str))
 
 
-def released(counts: dict) -> dict:
-    """Counts as they may leave the linkage zone: disclosure-controlled."""
-    return {name: release_count(value) for name, value in counts.items()}
-
-
 def format_summary(summary: dict) -> str:
     """The short human summary printed at the end of a run (released figures only)."""
 

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from tre_link import charts
 from tre_link.config import JobConfig
-from tre_link.disclosure import release_count
+from tre_link.disclosure import release_count, release_counts
 
 CANDIDATE_ALIAS = "candidate"
 OUTPUT_TABLES = ("links", "person_index")
@@ -83,7 +83,7 @@ class Tracker:
 
     def log_counts(self, counts: dict[str, int], prefix: str = "") -> dict[str, int | None]:
         """Log counts after disclosure control; suppressed counts are logged as a tag, not a number."""
-        released = {name: release_count(value) for name, value in counts.items()}
+        released = release_counts(counts)
         for name, value in released.items():
             if value is None:
                 self.client.set_tag(self.run_id, f"suppressed.{prefix}{name}", "under 10")
