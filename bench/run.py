@@ -124,9 +124,11 @@ def instrument_splink(rec: Recorder) -> None:
     wrap(LinkerInference, "predict", "predict")
     wrap(LinkerClustering, "cluster_pairwise_predictions_at_threshold", "cluster")
     # tre-link's own pieces (module attributes, looked up at call time).
-    wrap(probabilistic, "make_linker", "make_linker (register + settings)")
-    wrap(probabilistic, "guard_comparison_count", "comparison-count guard (blocking analysis)")
-    wrap(probabilistic, "save_model", "save model json")
+    wrap(probabilistic, "register_records", "register records (+ term frequencies)")
+    wrap(probabilistic, "estimate_prior", "prior (deterministic rules)")
+    wrap(probabilistic, "estimate_u", "u (random sampling)")
+    wrap(probabilistic, "estimate_m", "EM (per training rule)")
+    wrap(linkage_pkg, "plan_blocking", "blocking plan (block sizes, guard)")
     wrap(cluster_mod, "cluster_pairwise_predictions_at_threshold", "cluster")
     wrap(linkage_pkg, "cluster_records", "cluster_records (components + person_index plan)")
 
@@ -187,9 +189,8 @@ def run_tre_link(spark, cfg, rec: Recorder) -> dict:
             "total_seconds": round(end_to_end, 3),
             "total_includes": "standardise + train + link + publish (evaluate reported separately)",
             "linkage_seconds": round(seconds["train"] + seconds["link"], 3),
-            "comparisons_scored": link["estimated_comparisons"],
-            "comparisons_scored_basis": "blocking-analysis count of undecided pairs (predict rules with "
-                                        "deterministic exclusion); sampled above 200k records",
+            "comparisons_scored": link["scored_pairs"],
+            "comparisons_scored_basis": "undecided pairs scored (predict rules with deterministic exclusion)",
             "links": link["links_deterministic"] + link["links_probabilistic"],
             "links_deterministic": link["links_deterministic"],
             "links_probabilistic": link["links_probabilistic"],
@@ -228,13 +229,13 @@ def plain_splink(db_api, records, cfg, seed: int, rec: Recorder, seconds: dict):
     from splink import Linker
 
     from tre_link.linkage.model import build_settings
-    from tre_link.linkage.probabilistic import _PRIOR_RECALL, _PRIOR_RULES
+    from tre_link.linkage.probabilistic import PRIOR_RECALL, PRIOR_RULES
 
     lk = cfg.linkage
     with rec.timed(seconds, "train"):
         registered = db_api.register(records)
         linker = Linker(registered, build_settings(lk))
-        linker.training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
+        linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RECALL)
         linker.training.estimate_u_using_random_sampling(max_pairs=lk.u_max_pairs, seed=seed)
         for rule in lk.blocking_rules_training:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)

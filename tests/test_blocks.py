@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tre_link.linkage.blocks import drop_oversized_blocks, equi_join_keys
+from tre_link.linkage.blocks import equi_join_keys, plan_blocking
 
 
 def test_equi_join_keys_come_from_splinks_parser():
@@ -18,8 +18,11 @@ def test_oversized_block_is_dropped_from_its_rule_only(spark):
         smiths + others + decided, "unique_id string, family_name string, dob_year int, deterministic_nhs string"
     )
     rules = ["l.family_name = r.family_name", "l.dob_year = r.dob_year and l.family_name = r.family_name"]
-    flagged, capped, dropped = drop_oversized_blocks(records, rules, max_block_comparisons=10)
+    plan = plan_blocking(records, rules, max_block_comparisons=10)
+    flagged, capped, dropped = plan.records, plan.rules, plan.dropped
 
+    # what each rule still scores: JONES's one undecided pair; the decided BROWNs make none
+    assert plan.pairs_per_rule == [1, 1]
     assert capped == [f"({rule}) and not l._oversized_block_{i}" for i, rule in enumerate(rules)]
     assert [(d.rule, d.blocks, d.records) for d in dropped] == [(rules[0], 1, 6), (rules[1], 1, 6)]
     flags = {r.unique_id: r._oversized_block_0 for r in flagged.collect()}
@@ -31,6 +34,8 @@ def test_no_oversized_blocks_leaves_rules_alone(spark):
     records = spark.createDataFrame(
         [("a", "SMITH", None), ("b", "SMITH", None)], "unique_id string, family_name string, deterministic_nhs string"
     )
-    flagged, capped, dropped = drop_oversized_blocks(records, ["l.family_name = r.family_name"], 10)
+    plan = plan_blocking(records, ["l.family_name = r.family_name"], 10)
+    flagged, capped, dropped = plan.records, plan.rules, plan.dropped
+    assert plan.pairs_per_rule == [1]
     assert capped == ["l.family_name = r.family_name"] and dropped == []
     assert flagged.columns == records.columns

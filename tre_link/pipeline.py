@@ -142,7 +142,7 @@ def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None)
         write_delta(outputs.links, zones.links)
         write_delta(outputs.person_index, zones.person_index)
         conflicts = prepared.where("nhs_dob_conflict").count()
-        # Splink has already materialised the scored pairs, so this aggregate does not score them again.
+        # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = [(r["bin_start"], r["count"]) for r in match_weight_histogram(outputs.scored_pairs).collect()]
     finally:
         prepared.unpersist()
@@ -151,6 +151,7 @@ def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None)
     by_method = {row["link_method"]: row["count"] for row in links.groupBy("link_method").count().collect()}
     return {
         "estimated_comparisons": outputs.estimated_comparisons,
+        "scored_pairs": outputs.scored_pairs.count(),
         "links_deterministic": by_method.get("deterministic", 0),
         "links_probabilistic": by_method.get("probabilistic", 0),
         "nhs_dob_conflicts": conflicts,

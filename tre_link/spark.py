@@ -8,12 +8,6 @@ import shutil
 from tre_link.config import SparkSettings
 from tre_link.errors import EnvironmentProblem
 
-# Splink's Scala similarity and phonetic functions, registered for our own SQL too
-# (standardisation's phonetic keys), so no Python UDF sits on a hot path.
-_SPLINK_SCALA_UDFS = {
-    "Dmetaphone": ("uk.gov.moj.dash.linkage.DoubleMetaphone", "string"),
-    "jaro_winkler": ("uk.gov.moj.dash.linkage.JaroWinklerSimilarity", "double"),
-}
 
 
 def require_java() -> None:
@@ -74,5 +68,10 @@ def build_session(settings: SparkSettings):
 
 
 def register_splink_udfs(spark) -> None:
-    for name, (java_class, return_type) in _SPLINK_SCALA_UDFS.items():
-        spark.udf.registerJavaFunction(name, java_class, return_type)
+    """Splink's Scala similarity and phonetic functions (jaro_winkler, damerau_levenshtein,
+    Dmetaphone, ...), registered as Splink's SparkAPI registers them, so the model SQL we run
+    ourselves and standardisation's phonetic keys use them; no Python UDF sits on a hot path."""
+    from splink.internals.spark.jar_location import get_scala_udfs
+
+    for udf in get_scala_udfs():
+        spark.udf.registerJavaFunction(*udf)

@@ -16,7 +16,8 @@ from pyspark.sql import functions as F
 from tre_link.config import LinkageConfig
 from tre_link.linkage import probabilistic
 from tre_link.disclosure import release_count
-from tre_link.linkage.blocks import DroppedBlocks, drop_oversized_blocks
+from tre_link.errors import ConfigError
+from tre_link.linkage.blocks import DroppedBlocks, plan_blocking
 from tre_link.linkage.cluster import cluster_records
 from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
 from tre_link.linkage.model import UNIQUE_ID
@@ -43,32 +44,41 @@ def prepare_records(records: DataFrame) -> DataFrame:
 class LinkOutputs:
     links: DataFrame  # one row per link at or above threshold, with its provenance
     person_index: DataFrame
-    scored_pairs: DataFrame  # every scored undecided pair, for the match-weight histogram
+    scored_pairs: DataFrame  # every scored undecided pair, materialised: for the match-weight histogram
     estimated_comparisons: int
     dropped_blocks: list[DroppedBlocks]
 
 
 def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
     """Train the Fellegi-Sunter model on the prepared records and save it as Splink JSON."""
-    run = probabilistic.make_linker(spark, prepared, linkage, model_json=None)
-    probabilistic.train(run, linkage, seed)
-    return probabilistic.save_model(run, model_path)
+    return probabilistic.save_model(probabilistic.train(spark, prepared, linkage, seed), model_path)
 
 
 def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> LinkOutputs:
-    """Score undecided pairs with a trained model, add deterministic links, cluster."""
-    rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
-    records, rules, dropped = drop_oversized_blocks(prepared, rules, linkage.max_block_comparisons)
-    for drop in dropped:
+    """Score undecided pairs with a trained model, add deterministic links, cluster.
+    """
+    plan = plan_blocking(
+        prepared, [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict],
+        linkage.max_block_comparisons,
+    )
+    for drop in plan.dropped:
         log.warning(
             "oversized blocks dropped from rule %r: %s blocks holding %s records (disclosure-controlled)",
             drop.rule, release_count(drop.blocks) or "<10", release_count(drop.records) or "<10",
         )
-    run = probabilistic.make_linker(spark, records, linkage, model_json=model_path, predict_rules=rules)
-    record_count = prepared.count()
-    estimated = probabilistic.guard_comparison_count(run, linkage, record_count)
-    log.info("blocking will score about %s undecided pairs", f"{estimated:,}")
-    scored = probabilistic.predict(run)
+    model = probabilistic.load_model(model_path)
+    registered = probabilistic.register_records(plan.records, model)
+    estimated = sum(
+        pairs if pairs is not None else probabilistic.count_pairs(spark, [rule])
+        for rule, pairs in zip(plan.rules, plan.pairs_per_rule)
+    )
+    _guard_comparison_count(estimated, linkage)
+    log.info("blocking will score at most %s undecided pairs", f"{estimated:,}")
+    # Materialised once, lineage cut: links, clustering and the histogram all read these pairs,
+    # and none of them may score again. (A local checkpoint: a lost executor fails the job
+    # rather than recomputing, which a rerun repeats exactly.)
+    scored = probabilistic.score(spark, model, plan.rules).localCheckpoint(eager=True)
+    registered.unpersist()
     probabilistic_links = scored.where(
         F.col("match_probability") >= linkage.threshold_match_probability
     ).withColumn("link_method", F.lit("probabilistic"))
@@ -79,8 +89,18 @@ def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfi
         person_index=person_index,
         scored_pairs=scored,
         estimated_comparisons=estimated,
-        dropped_blocks=dropped,
+        dropped_blocks=plan.dropped,
     )
+
+
+def _guard_comparison_count(estimated: int, linkage: LinkageConfig) -> None:
+    """Refuse to score past linkage.max_comparisons; the estimate counts each rule's blocks on
+    their own, so pairs two rules share are counted twice and it errs high."""
+    if estimated > linkage.max_comparisons:
+        raise ConfigError(
+            f"linkage.blocking_rules_predict would score up to {estimated:,} pairs, over "
+            f"linkage.max_comparisons={linkage.max_comparisons:,.0f}. Tighten the rules or raise the limit."
+        )
 
 
 def _with_record_keys(links: DataFrame) -> DataFrame:

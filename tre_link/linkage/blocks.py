@@ -1,9 +1,10 @@
-"""Oversized blocks: found before any pair is scored, and dropped from the rule that makes them.
+"""Blocking, sized before any pair is scored: oversized blocks dropped, the total pairs guarded.
 
 One skewed value (a surname a quarter of people share) makes a block whose pairs grow with the
 square of its size and stall a single Spark task. Each predict rule's blocks are sized on the
 records alone (one aggregation per rule) and a key whose block would score more undecided pairs
 than `max_block_comparisons` is dropped from that rule; other rules still reach its records.
+The same aggregation gives the pairs each rule will score, for the guard on the total.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ class DroppedBlocks:
     records: int
 
 
+@dataclass
+class BlockingPlan:
+    records: DataFrame  # the input, with a flag column per rule that dropped blocks
+    rules: list[str]  # the rules, each excluding its dropped blocks
+    dropped: list[DroppedBlocks]
+    pairs_per_rule: list[int | None]  # pairs each rule scores on its own; None for a rule with no equi-join
+
+
 def equi_join_keys(rule: str) -> list[str]:
     """The left-hand key expressions of a rule's equi-join conditions, as Splink parses them."""
     # Splink's parser is private API; it is the same parse Splink's own blocking uses.
@@ -33,15 +42,14 @@ def _undecided_pairs(total, undecided):
     return undecided * (total - undecided) + undecided * (undecided - 1) / 2
 
 
-def drop_oversized_blocks(
-    records: DataFrame, rules: list[str], max_block_comparisons: int
-) -> tuple[DataFrame, list[str], list[DroppedBlocks]]:
-    """Flag records in oversized blocks and exclude those blocks from their rule."""
-    flagged, capped, dropped = records, [], []
+def plan_blocking(records: DataFrame, rules: list[str], max_block_comparisons: int) -> BlockingPlan:
+    """Size every rule's blocks, flag records in oversized blocks and exclude those blocks from their rule."""
+    flagged, capped, dropped, pairs_per_rule = records, [], [], []
     for i, rule in enumerate(rules):
         keys = equi_join_keys(rule)
         if not keys:
             capped.append(rule)
+            pairs_per_rule.append(None)
             continue
         key_columns = [F.expr(k).alias(f"_block_key_{j}") for j, k in enumerate(keys)]
         key_names = [f"_block_key_{j}" for j in range(len(keys))]
@@ -50,14 +58,20 @@ def drop_oversized_blocks(
             .dropna(subset=key_names)
             .groupBy(*key_names)
             .agg(F.count(F.lit(1)).alias("_n"), F.sum("_undecided").alias("_u"))
-            .where(_undecided_pairs(F.col("_n"), F.col("_u")) > max_block_comparisons)
+            .withColumn("_pairs", _undecided_pairs(F.col("_n"), F.col("_u")))
+            .withColumn("_oversized", F.col("_pairs") > max_block_comparisons)
         )
-        oversized = sizes.agg(F.count(F.lit(1)).alias("blocks"), F.sum("_n").alias("records")).first()
-        if not oversized["blocks"]:
+        summary = sizes.agg(
+            F.count(F.when(F.col("_oversized"), 1)).alias("blocks"),
+            F.sum(F.when(F.col("_oversized"), F.col("_n"))).alias("records"),
+            F.sum(F.when(~F.col("_oversized"), F.col("_pairs"))).alias("pairs"),
+        ).first()
+        pairs_per_rule.append(int(summary["pairs"] or 0))
+        if not summary["blocks"]:
             capped.append(rule)
             continue
         flag = f"_oversized_block_{i}"
-        marks = F.broadcast(sizes.select(*key_names).withColumn(flag, F.lit(True)))
+        marks = F.broadcast(sizes.where("_oversized").select(*key_names).withColumn(flag, F.lit(True)))
         flagged = (
             flagged.select("*", *key_columns)
             .join(marks, on=key_names, how="left")
@@ -65,5 +79,5 @@ def drop_oversized_blocks(
             .fillna({flag: False})
         )
         capped.append(f"({rule}) and not l.{flag}")
-        dropped.append(DroppedBlocks(rule=rule, blocks=int(oversized["blocks"]), records=int(oversized["records"])))
-    return flagged, capped, dropped
+        dropped.append(DroppedBlocks(rule=rule, blocks=int(summary["blocks"]), records=int(summary["records"])))
+    return BlockingPlan(records=flagged, rules=capped, dropped=dropped, pairs_per_rule=pairs_per_rule)

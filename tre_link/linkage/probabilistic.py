@@ -1,106 +1,295 @@
-"""The probabilistic pass: Splink on Spark, trained by u-sampling and EM, scoring only the pairs
-the deterministic pass left undecided."""
+"""The probabilistic pass: Splink's Fellegi-Sunter model, driven as a few whole Spark jobs.
+
+Splink's Spark backend runs each training and scoring step as many small jobs with a
+lineage-breaking write between them; on a few cores that orchestration, not the arithmetic,
+is most of the time. Here Splink still writes every piece of model SQL (comparison levels,
+term-frequency adjustments, match weights), runs EM and keeps the model, but the work is
+driven differently:
+
+- each comparison vector is computed once, in the same Spark stage as the join that makes
+  its pair;
+- u and EM need only how often each agreement pattern occurs, so Spark returns those counts
+  (at most a few thousand rows of small integers, nothing record-level) and Splink's EM
+  iterates on them in an in-process DuckDB, where an iteration takes milliseconds;
+- scoring is one Spark job from blocking to match probability.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import math
 from pathlib import Path
 
+import sqlglot
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from splink import Linker, SparkAPI
-from splink.blocking_analysis import count_comparisons_from_blocking_rules
-from splink.internals.splink_dataframe import SplinkDataFrame
+from splink import DuckDBAPI, SettingsCreator
+from splink.internals.blocking import BlockingRule
+from splink.internals.em_training_session import EMTrainingSession
+from splink.internals.estimate_u import _rows_needed_for_n_pairs
+from splink.internals.m_u_records_to_parameters import (
+    append_u_probability_to_comparison_level_trained_probabilities,
+    m_u_records_to_lookup_dict,
+)
+from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+from splink.internals.settings import Settings
 
 from tre_link.config import LinkageConfig
-from tre_link.errors import ConfigError
-from tre_link.linkage.deterministic import exclude_decided_pairs
+from tre_link.linkage.blocks import equi_join_keys
 from tre_link.linkage.model import UNIQUE_ID, build_settings
 
 log = logging.getLogger(__name__)
 
 # Rules that admit almost no false positives, used to estimate the prior match probability.
-_PRIOR_RULES = [
+PRIOR_RULES = [
     "l.nhs_number_digits = r.nhs_number_digits",
     "l.given_name = r.given_name and l.family_name = r.family_name and l.dob = r.dob",
 ]
-_PRIOR_RECALL = 0.9
-_RECORDS_VIEW = "tre_link_records"
+PRIOR_RECALL = 0.9
+RECORDS_VIEW = "__tre_link_records"
 
 
-@dataclass
-class SplinkRun:
-    linker: Linker
-    records: SplinkDataFrame
-    predict_rules: list[str]
+# ------------------------------------------------------------------------------------------------
+# The model: a Splink Settings object, new from the config or loaded from saved JSON
+# ------------------------------------------------------------------------------------------------
 
 
-def make_linker(
-    spark: SparkSession, records: DataFrame, linkage: LinkageConfig, model_json: str | None,
-    predict_rules: list[str] | None = None,
-) -> SplinkRun:
-    """A Linker over the unioned records, from a trained model file or a fresh specification.
-    Predict rules default to the config's, restricted to pairs the deterministic pass left undecided."""
-    db_api = SparkAPI(spark_session=spark)
-    spark.catalog.dropTempView(_RECORDS_VIEW)  # left by an earlier linker in this session
-    registered = db_api.register(records, table_name=_RECORDS_VIEW)
-    if predict_rules is None:
-        predict_rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
-    if model_json:
-        settings = json.loads(Path(model_json).read_text())
-    else:
-        settings = build_settings(linkage).get_settings("spark").as_dict()
-    settings["blocking_rules_to_generate_predictions"] = predict_rules
-    linker = Linker(registered, settings, log_level=logging.WARNING)
-    return SplinkRun(linker=linker, records=registered, predict_rules=predict_rules)
+def new_model(linkage: LinkageConfig) -> Settings:
+    return build_settings(linkage).get_settings("spark")
 
 
-def guard_comparison_count(run: SplinkRun, linkage: LinkageConfig, record_count: int) -> int:
-    """Estimate the comparisons the predict rules generate and refuse to go on past the limit."""
-    sample = 1.0 if record_count <= 200_000 else max(0.02, (200_000 / record_count))
-    counts = count_comparisons_from_blocking_rules(
-        run.records,
-        blocking_rules=run.predict_rules,
-        link_type="dedupe_only",
-        unique_id_column_name=UNIQUE_ID,
-        record_sample_proportion=sample,
-    )
-    estimated = int(counts[-1]["cumulative_comparison_count"])
-    if estimated > linkage.max_comparisons:
-        worst = max(counts, key=lambda c: c["marginal_comparison_count"])
-        raise ConfigError(
-            f"linkage.blocking_rules_predict would generate about {estimated:,} comparisons, over "
-            f"linkage.max_comparisons={linkage.max_comparisons:,.0f}; the largest contributor is "
-            f"rule {worst['blocking_rule']!r} ({worst['marginal_comparison_count']:,}). Tighten the rules or raise the limit."
-        )
-    return estimated
+def load_model(path: str) -> Settings:
+    return SettingsCreator.from_path_or_dict(json.loads(Path(path).read_text())).get_settings("spark")
 
 
-def train(run: SplinkRun, linkage: LinkageConfig, seed: int) -> None:
-    training = run.linker.training
-    training.estimate_probability_two_random_records_match(_PRIOR_RULES, recall=_PRIOR_RECALL)
-    # One chunk: on Spark every chunk is a round of jobs, and a fixed sample needs no early stop.
-    training.estimate_u_using_random_sampling(max_pairs=linkage.u_max_pairs, seed=seed, num_chunks=1)
-    for rule in linkage.blocking_rules_training:
-        training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True, max_pairs=linkage.em_max_pairs
-        )
-
-
-def predict(run: SplinkRun) -> DataFrame:
-    """Every undecided blocked pair with its match weight and probability (a Spark DataFrame)."""
-    predictions = run.linker.inference.predict()
-    return predictions.as_spark_dataframe().select(
-        "unique_id_l", "unique_id_r", "match_weight", "match_probability"
-    )
-
-
-def save_model(run: SplinkRun, path: str) -> str:
+def save_model(model: Settings, path: str) -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    run.linker.misc.save_model_to_json(path, overwrite=True)
+    Path(path).write_text(json.dumps(model.as_dict(), indent=2))
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Records and pairs
+# ------------------------------------------------------------------------------------------------
+
+
+def register_records(records: DataFrame, model: Settings) -> DataFrame:
+    """The columns the model and blocking read, with Splink's term frequencies, cached and
+    registered as the one view every pair-making join reads from both sides."""
+    with_tf = records
+    for column in (c.unquote().name for c in model._term_frequency_columns):
+        counts = records.where(F.col(column).isNotNull()).groupBy(column).agg(F.count(F.lit(1)).alias("_n"))
+        total = counts.agg(F.sum("_n").alias("_total"))
+        frequencies = counts.crossJoin(F.broadcast(total)).select(
+            column, (F.col("_n") / F.col("_total")).alias(f"tf_{column}")
+        )
+        with_tf = with_tf.join(frequencies, on=column, how="left")
+    registered = with_tf.persist()
+    registered.createOrReplaceTempView(RECORDS_VIEW)
+    return registered
+
+
+def _run_sql(spark: SparkSession, sql: str) -> DataFrame:
+    """Run Splink-generated SQL on Spark, transpiled as Splink's own SparkAPI does (its SQL is
+    written in a generic dialect: `float8` casts and the like)."""
+    import splink.internals.spark.spark_helpers.custom_spark_dialect  # noqa: F401  (registers "customspark")
+
+    return spark.sql(sqlglot.transpile(sql, read="spark", write="customspark")[0])
+
+
+def _blocked_sql(model: Settings, rules: list[str], source: str = RECORDS_VIEW) -> str:
+    """Every pair any rule admits, once: rule i skips pairs an earlier rule made, as Splink does.
+    Selects the l/r columns Splink's comparison SQL reads, and the index of the rule as match_key."""
+    columns = ",\n  ".join(model._columns_to_select_for_blocking)
+    selects = []
+    for i, rule in enumerate(rules):
+        earlier = "".join(f"\n  and not coalesce(({prev}), false)" for prev in rules[:i])
+        selects.append(
+            f"select {columns},\n  '{i}' as match_key\nfrom {source} as l\njoin {source} as r\n"
+            f"  on ({rule})\nwhere l.{UNIQUE_ID} < r.{UNIQUE_ID}{earlier}"
+        )
+    return "\nunion all\n".join(selects)
+
+
+def _comparison_vectors_sql(model: Settings, blocked_sql: str) -> str:
+    columns = ",\n  ".join(model._columns_to_select_for_comparison_vector_values)
+    return f"select {columns}\nfrom ({blocked_sql}) as __splink__df_blocked"
+
+
+def _gamma_columns(model: Settings) -> list[str]:
+    return [c._gamma_column_name for c in model.comparisons]
+
+
+def _pattern_counts(spark: SparkSession, model: Settings, blocked_sql: str) -> list[dict]:
+    """How often each agreement pattern occurs among the blocked pairs: one Spark job, and
+    only these aggregates come back to the driver."""
+    gammas = ", ".join(_gamma_columns(model))
+    sql = (
+        f"select {gammas}, count(*) as agreement_pattern_count\n"
+        f"from ({_comparison_vectors_sql(model, blocked_sql)}) as cv\ngroup by {gammas}"
+    )
+    return [row.asDict() for row in _run_sql(spark, sql).collect()]
+
+
+def _record_sample(fraction: float, seed: int) -> str:
+    """A deterministic sample of records by a hash of their id: the same on every run and
+    on any partitioning."""
+    if fraction >= 1.0:
+        return RECORDS_VIEW
+    buckets = 1_000_000
+    return (
+        f"(select * from {RECORDS_VIEW} where pmod(xxhash64({UNIQUE_ID}, {int(seed)}), {buckets}) "
+        f"< {max(1, int(fraction * buckets))})"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+
+
+def count_pairs(spark: SparkSession, rules: list[str]) -> int:
+    """Pairs the rules admit together, counted without materialising them."""
+    sql = " union all ".join(
+        f"select count(*) as n from {RECORDS_VIEW} l join {RECORDS_VIEW} r on ({rule}) "
+        f"where l.{UNIQUE_ID} < r.{UNIQUE_ID}" + "".join(f" and not coalesce(({p}), false)" for p in rules[:i])
+        for i, rule in enumerate(rules)
+    )
+    return int(spark.sql(f"select sum(n) as n from ({sql})").first()["n"] or 0)
+
+
+def estimate_prior(spark: SparkSession, model: Settings, record_count: int) -> None:
+    """Splink's estimate of the probability two random records match: pairs found by near-certain
+    rules, scaled up by their assumed recall, over all possible pairs."""
+    observed = count_pairs(spark, PRIOR_RULES)
+    total = record_count * (record_count - 1) / 2
+    model.core_model_settings.probability_two_random_records_match = (observed / PRIOR_RECALL) / total
+    log.info("prior match probability estimated from near-certain rules")
+
+
+def estimate_u(spark: SparkSession, model: Settings, record_count: int, max_pairs: float, seed: int) -> None:
+    """u for every level from all pairs among a hashed record sample sized to about max_pairs."""
+    fraction = min(1.0, _rows_needed_for_n_pairs(max_pairs) / max(record_count, 1))
+    sample = _record_sample(fraction, seed)
+    counts = _pattern_counts(spark, model, _blocked_sql(model, ["1 = 1"], source=sample))
+    records = []
+    for comparison in model.comparisons:
+        gamma = comparison._gamma_column_name
+        by_level: dict[int, int] = {}
+        for row in counts:
+            by_level[row[gamma]] = by_level.get(row[gamma], 0) + row["agreement_pattern_count"]
+        observed = sum(n for level, n in by_level.items() if level != -1)
+        records += [
+            {"output_column_name": comparison.output_column_name, "comparison_vector_value": level,
+             "m_probability": None, "u_probability": n / observed}
+            for level, n in by_level.items() if level != -1 and n > 0
+        ]
+    lookup = m_u_records_to_lookup_dict(records)
+    for comparison in model.comparisons:
+        for level in comparison._comparison_levels_excluding_null:
+            append_u_probability_to_comparison_level_trained_probabilities(
+                level, lookup, comparison.output_column_name, "estimate u by random sampling"
+            )
+    _use_trained_values(model)
+
+
+def estimate_m(spark: SparkSession, model: Settings, rule: str, max_pairs: float, seed: int) -> None:
+    """One Splink EM training session blocked on `rule`, run on the rule's agreement-pattern counts.
+
+    Past max_pairs, records are sampled by hash, so the join itself shrinks rather than
+    being filtered after it is made."""
+    pairs = _pairs_per_rule(spark, rule)
+    fraction = 1.0 if pairs <= max_pairs else math.sqrt(max_pairs / pairs)
+    counts = _pattern_counts(spark, model, _blocked_sql(model, [rule], source=_record_sample(fraction, seed)))
+    if not counts:
+        raise ValueError(f"linkage.blocking_rules_training: rule {rule!r} admits no pairs to train on")
+    session = EMTrainingSession(
+        None,  # Splink needs the linker only to make comparison vectors, which are passed in
+        db_api=(duckdb := DuckDBAPI()),
+        blocking_rule_for_training=BlockingRule(rule, "duckdb"),
+        core_model_settings=model.core_model_settings,
+        training_settings=model.training_settings,
+        unique_id_input_columns=model.column_info_settings.unique_id_input_columns,
+        fix_u_probabilities=True,
+        estimate_without_term_frequencies=True,
+    )
+    model.core_model_settings = session._train(cvv=_patterns_as_vectors(duckdb, counts, _gamma_columns(model)))
+    _use_trained_values(model)
+
+
+def _pairs_per_rule(spark: SparkSession, rule: str) -> int:
+    """Pairs an equi-join rule makes, from block sizes alone; other rules are counted by joining."""
+    keys = equi_join_keys(rule)
+    if not keys:
+        return count_pairs(spark, [rule])
+    key_columns = ", ".join(f"{k} as _k{j}" for j, k in enumerate(keys))
+    not_null = " and ".join(f"_k{j} is not null" for j in range(len(keys)))
+    groups = ", ".join(f"_k{j}" for j in range(len(keys)))
+    sql = (
+        f"select sum(n * (n - 1) / 2) as pairs from (select count(*) as n from "
+        f"(select {key_columns} from {RECORDS_VIEW} as l) where {not_null} group by {groups})"
+    )
+    return int(spark.sql(sql).first()["pairs"] or 0)
+
+
+def _patterns_as_vectors(duckdb: DuckDBAPI, counts: list[dict], gammas: list[str]):
+    """A DuckDB table repeating each agreement pattern by its count.
+
+    Splink's EM counts the patterns of the comparison vectors it is given, so it gets a table
+    whose counts are exactly those Spark computed (a few million narrow rows at most: DuckDB
+    builds and counts it in well under a second)."""
+    counts_table = duckdb.register(counts, table_name="__tre_link_pattern_counts")
+    vectors = "__tre_link_pattern_vectors"
+    duckdb._execute_sql_against_backend(
+        f"create or replace table {vectors} as select {', '.join(gammas)} "
+        f"from {counts_table.physical_name}, range(agreement_pattern_count)"
+    )
+    return duckdb.table_to_splink_dataframe("__splink__df_comparison_vectors", vectors)
+
+
+def _use_trained_values(model: Settings) -> None:
+    """Each level's m and u become the median of its trained estimates, as Splink's Linker does."""
+    for comparison in model.comparisons:
+        for level in comparison._comparison_levels_excluding_null:
+            if level._has_estimated_u_values and not level._fix_u_probability:
+                level.u_probability = level._trained_u_median
+            if level._has_estimated_m_values and not level._fix_m_probability:
+                level.m_probability = level._trained_m_median
+
+
+def train(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, seed: int) -> Settings:
+    """A new model trained on the records: prior, then u by sampling, then m by EM per rule."""
+    model = new_model(linkage)
+    registered = register_records(records, model)
+    try:
+        record_count = registered.count()
+        estimate_prior(spark, model, record_count)
+        estimate_u(spark, model, record_count, linkage.u_max_pairs, seed)
+        for rule in linkage.blocking_rules_training:
+            estimate_m(spark, model, rule, linkage.em_max_pairs, seed)
+            log.info("EM done for training rule %d of %d", linkage.blocking_rules_training.index(rule) + 1,
+                     len(linkage.blocking_rules_training))
+    finally:
+        registered.unpersist()
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring
+# ------------------------------------------------------------------------------------------------
+
+
+def score(spark: SparkSession, model: Settings, rules: list[str]) -> DataFrame:
+    """Every pair the rules admit with its match weight and probability, in one Spark plan:
+    blocking join, comparison vector and Splink's match-weight SQL. The records must have been
+    registered with `register_records`."""
+    ctes = [("__splink__df_comparison_vectors", _comparison_vectors_sql(model, _blocked_sql(model, rules)))]
+    ctes += [(s["output_table_name"], s["sql"]) for s in predict_from_comparison_vectors_sqls_using_settings(model)]
+    with_clause = ",\n".join(f"{name} as (\n{sql}\n)" for name, sql in ctes)
+    return _run_sql(
+        spark, f"with {with_clause}\nselect unique_id_l, unique_id_r, match_weight, match_probability from {ctes[-1][0]}"
+    )
 
 
 def match_weight_histogram(predictions: DataFrame, bin_width: float = 1.0) -> DataFrame:
