@@ -147,6 +147,8 @@ def build_config(args) -> "JobConfig":  # noqa: F821
     raw["synth"]["skewed_surname_share"] = args.skewed_surname_share
     if args.shuffle_partitions:
         raw["spark"]["shuffle_partitions"] = args.shuffle_partitions
+    if args.driver_memory:
+        raw["spark"]["driver_memory"] = args.driver_memory
     raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
     if args.sources_config:
         existing = load_config(args.sources_config)
@@ -300,7 +302,7 @@ def run_duckdb(spark, cfg, truth, rec: Recorder) -> dict:
     return {"records": records.num_rows, "result": _baseline_result(seconds, comparisons, links, accuracy)}
 
 
-def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder) -> dict:
+def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder, timeout: float | None) -> dict:
     from splink import SparkAPI
 
     from tre_link.evaluate import evaluate_person_index
@@ -309,7 +311,24 @@ def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder
     seconds: dict[str, float] = {}
     with rec.timed(seconds, "load_records (Delta)", "spark"):
         records = baseline_records(spark, cfg)
-    _, predictions, clusters = plain_splink(SparkAPI(spark_session=spark), records, cfg, cfg.seed, rec, seconds)
+    # Plain Splink on Spark can run for hours at scale: past the limit its jobs are cancelled and
+    # the time reached is reported as a lower bound.
+    limit = threading.Timer(timeout, spark.sparkContext.cancelAllJobs) if timeout else None
+    start = time.perf_counter()
+    try:
+        if limit:
+            limit.start()
+        _, predictions, clusters = plain_splink(SparkAPI(spark_session=spark), records, cfg, cfg.seed, rec, seconds)
+    except Exception:  # noqa: BLE001  (a cancelled job surfaces as whatever Splink was running)
+        if not (limit and limit.finished.is_set()):
+            raise
+        elapsed = round(time.perf_counter() - start, 3)
+        log.warning("spark: plain Splink did not finish within %ss; cancelled", timeout)
+        return {"result": {"stage_seconds": seconds, "total_seconds": None, "did_not_finish_within_seconds": elapsed,
+                           "total_includes": "train + predict + cluster (cancelled at the time limit)"}}
+    finally:
+        if limit:
+            limit.cancel()
     with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
         links = predictions.as_spark_dataframe().count()
         accuracy = evaluate_person_index(_person_index_from_clusters(clusters.as_spark_dataframe()), truth)
@@ -370,6 +389,11 @@ def parse_args(argv):
     p.add_argument("--skewed-surname-share", type=float, default=0.0)
     p.add_argument("--sources-config", help="YAML whose sources/opt_outs/truth_path to use instead of synth")
     p.add_argument("--skip-spark-baseline", action="store_true")
+    p.add_argument("--spark-baseline-timeout", type=float,
+                   help="cancel plain Splink on Spark after this many seconds and report that as a lower bound")
+    p.add_argument("--tre-link-only", action="store_true",
+                   help="no baselines (scaling runs, where plain Splink would not fit the machine)")
+    p.add_argument("--driver-memory", help="override spark.driver_memory (e.g. 16g for 10M records)")
     p.add_argument("--out", default=str(REPO / "out" / "bench"))
     p.add_argument("--shuffle-partitions", type=int, help="override spark.shuffle_partitions (smoke tests: 1)")
     return p.parse_args(argv)
@@ -411,11 +435,13 @@ def _run(args) -> dict:
 
         tre = run_tre_link(spark, cfg, rec)
         truth = read_delta(spark, cfg.truth_path, table="truth").df if cfg.truth_path else None
-        duck = run_duckdb(spark, cfg, truth, rec)
-        engines = {"tre_link": tre["result"], "duckdb": duck["result"]}
-        if not args.skip_spark_baseline:
+        engines = {"tre_link": tre["result"]}
+        duck = None if args.tre_link_only else run_duckdb(spark, cfg, truth, rec)
+        if duck:
+            engines["duckdb"] = duck["result"]
+        if duck and not args.skip_spark_baseline:
             engines["spark"] = run_spark_baseline(spark, cfg, truth, duck["result"]["comparisons_scored"],
-                                                  rec)["result"]
+                                                  rec, args.spark_baseline_timeout)["result"]
         for name, engine in engines.items():
             engine["splink_step_seconds"] = {k: v if len(v) > 1 else v[0] for k, v in rec.steps[name].items()}
         rec.close()
@@ -423,21 +449,24 @@ def _run(args) -> dict:
         sources = tre["standardised"]["sources"]
         per_source = {name: info["records"] - info["opted_out"] for name, info in sources.items()}
         tre_total = engines["tre_link"]["total_seconds"]
+        duck_total = engines["duckdb"]["total_seconds"] if duck else None
+        spark_result = engines.get("spark", {})
+        spark_cancelled = "did_not_finish_within_seconds" in spark_result
+        spark_total = spark_result.get("did_not_finish_within_seconds") or spark_result.get("total_seconds")
         ratios = {
-            "tre_link_over_duckdb": round(tre_total / engines["duckdb"]["total_seconds"], 3),
-            "tre_link_linkage_over_duckdb": round(engines["tre_link"]["linkage_seconds"]
-                                                  / engines["duckdb"]["total_seconds"], 3),
-            "spark_over_tre_link": (round(engines["spark"]["total_seconds"] / tre_total, 3)
-                                    if "spark" in engines else None),
-            "spark_over_duckdb": (round(engines["spark"]["total_seconds"] / engines["duckdb"]["total_seconds"], 3)
-                                  if "spark" in engines else None),
+            "tre_link_over_duckdb": round(tre_total / duck_total, 3) if duck else None,
+            "tre_link_linkage_over_duckdb": (round(engines["tre_link"]["linkage_seconds"] / duck_total, 3)
+                                             if duck else None),
+            "spark_over_tre_link": round(spark_total / tre_total, 3) if spark_total else None,
+            "spark_over_duckdb": round(spark_total / duck_total, 3) if spark_total else None,
+            "spark_ratios_are_lower_bounds": spark_cancelled,
         }
         return {
             "people": cfg.synth.people if cfg.synth else None,
             "skewed_surname_share": cfg.synth.skewed_surname_share if cfg.synth else None,
             "records": {"per_source": per_source, "total": sum(per_source.values()),
                         "raw_per_source": {n: i["records"] for n, i in sources.items()},
-                        "baseline_input": duck["records"]},
+                        "baseline_input": duck["records"] if duck else None},
             "synth_seconds": synth_seconds,
             "engines": engines,
             "ratios": ratios,

@@ -126,11 +126,8 @@ def _read_prepared(spark: SparkSession, cfg: JobConfig) -> DataFrame:
 
 def run_train(spark: SparkSession, cfg: JobConfig) -> dict:
     zones = Zones(cfg.output.linkage_zone)
-    prepared = _read_prepared(spark, cfg).persist()
-    try:
-        path = linkage.train_model(spark, prepared, cfg.linkage, cfg.seed, zones.model_json)
-    finally:
-        prepared.unpersist()
+    # Training caches the narrow columns it reads itself; caching all of them here would double it.
+    path = linkage.train_model(spark, _read_prepared(spark, cfg), cfg.linkage, cfg.seed, zones.model_json)
     return {"model_json": path}
 
 

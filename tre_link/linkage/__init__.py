@@ -67,7 +67,7 @@ def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfi
             drop.rule, release_count(drop.blocks) or "<10", release_count(drop.records) or "<10",
         )
     model = probabilistic.load_model(model_path)
-    registered = probabilistic.register_records(plan.records, model)
+    registered = probabilistic.register_records(plan.records, model, plan.rules)
     estimated = sum(
         pairs if pairs is not None else probabilistic.count_pairs(spark, [rule])
         for rule, pairs in zip(plan.rules, plan.pairs_per_rule)

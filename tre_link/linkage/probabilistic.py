@@ -32,6 +32,7 @@ from splink.internals.m_u_records_to_parameters import (
     append_u_probability_to_comparison_level_trained_probabilities,
     m_u_records_to_lookup_dict,
 )
+from splink.internals.parse_sql import get_columns_used_from_sql
 from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
 from splink.internals.settings import Settings
 
@@ -60,7 +61,11 @@ def new_model(linkage: LinkageConfig) -> Settings:
 
 
 def load_model(path: str) -> Settings:
-    return SettingsCreator.from_path_or_dict(json.loads(Path(path).read_text())).get_settings("spark")
+    return load_model_dict(json.loads(Path(path).read_text()))
+
+
+def load_model_dict(model: dict) -> Settings:
+    return SettingsCreator.from_path_or_dict(model).get_settings("spark")
 
 
 def save_model(model: Settings, path: str) -> str:
@@ -74,12 +79,15 @@ def save_model(model: Settings, path: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def register_records(records: DataFrame, model: Settings) -> DataFrame:
-    """The columns the model and blocking read, with Splink's term frequencies, cached and
+def register_records(records: DataFrame, model: Settings, rules: list[str]) -> DataFrame:
+    """The columns the model and the rules read, with Splink's term frequencies, cached and
     registered as the one view every pair-making join reads from both sides."""
-    with_tf = records
+    needed = [c.unquote().name for c in model._columns_used_by_comparisons]
+    needed += [c for rule in rules for c in get_columns_used_from_sql(rule, "spark") if c not in needed]
+    narrow = records.select(*needed)
+    with_tf = narrow
     for column in (c.unquote().name for c in model._term_frequency_columns):
-        counts = records.where(F.col(column).isNotNull()).groupBy(column).agg(F.count(F.lit(1)).alias("_n"))
+        counts = narrow.where(F.col(column).isNotNull()).groupBy(column).agg(F.count(F.lit(1)).alias("_n"))
         total = counts.agg(F.sum("_n").alias("_total"))
         frequencies = counts.crossJoin(F.broadcast(total)).select(
             column, (F.col("_n") / F.col("_total")).alias(f"tf_{column}")
@@ -194,13 +202,14 @@ def estimate_u(spark: SparkSession, model: Settings, record_count: int, max_pair
     _use_trained_values(model)
 
 
-def estimate_m(spark: SparkSession, model: Settings, rule: str, max_pairs: float, seed: int) -> None:
+def estimate_m(spark: SparkSession, model: Settings, rule: str, max_pairs: float | None, seed: int) -> None:
     """One Splink EM training session blocked on `rule`, run on the rule's agreement-pattern counts.
 
     Past max_pairs, records are sampled by hash, so the join itself shrinks rather than
     being filtered after it is made."""
-    pairs = _pairs_per_rule(spark, rule)
-    fraction = 1.0 if pairs <= max_pairs else math.sqrt(max_pairs / pairs)
+    fraction = 1.0
+    if max_pairs is not None and (pairs := _pairs_per_rule(spark, rule)) > max_pairs:
+        fraction = math.sqrt(max_pairs / pairs)
     counts = _pattern_counts(spark, model, _blocked_sql(model, [rule], source=_record_sample(fraction, seed)))
     if not counts:
         raise ValueError(f"linkage.blocking_rules_training: rule {rule!r} admits no pairs to train on")
@@ -261,7 +270,7 @@ def _use_trained_values(model: Settings) -> None:
 def train(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, seed: int) -> Settings:
     """A new model trained on the records: prior, then u by sampling, then m by EM per rule."""
     model = new_model(linkage)
-    registered = register_records(records, model)
+    registered = register_records(records, model, PRIOR_RULES + list(linkage.blocking_rules_training))
     try:
         record_count = registered.count()
         estimate_prior(spark, model, record_count)
