@@ -48,9 +48,26 @@ class Recorder:
         self.jvm_pid: int | None = None
         self.phase = "startup"
         self.peak_rss: dict[str, dict[str, int]] = defaultdict(lambda: {"python_mb": 0, "jvm_mb": 0})
+        self.spark = None  # set once the session exists: Spark jobs are then labelled for the profile
+        self._labels: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
+
+    @contextlib.contextmanager
+    def label(self, name: str):
+        """Label the Spark jobs run inside with engine / stage / step, for `spark_profile`."""
+        self._labels.append(name)
+        self._describe()
+        try:
+            yield
+        finally:
+            self._labels.pop()
+            self._describe()
+
+    def _describe(self) -> None:
+        if self.spark is not None:
+            self.spark.sparkContext.setJobDescription(" / ".join([self.engine, *self._labels]) if self._labels else None)
 
     @contextlib.contextmanager
     def timed(self, seconds: dict, name: str, phase: str | None = None):
@@ -59,7 +76,8 @@ class Recorder:
         log.info("%s: %s ...", self.engine, name)
         start = time.perf_counter()
         try:
-            yield
+            with self.label(name):
+                yield
         finally:
             seconds[name] = round(time.perf_counter() - start, 3)
             log.info("%s: %s took %.1fs", self.engine, name, seconds[name])
@@ -112,7 +130,8 @@ def instrument_splink(rec: Recorder) -> None:
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
-                return original(*args, **kwargs)
+                with rec.label(label):
+                    return original(*args, **kwargs)
             finally:
                 rec.step(label, time.perf_counter() - start)
 
@@ -150,6 +169,10 @@ def build_config(args) -> "JobConfig":  # noqa: F821
     if args.driver_memory:
         raw["spark"]["driver_memory"] = args.driver_memory
     raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
+    # Spark's own record of every job and task, summarised into `spark_profile` after the run.
+    (out / "eventlog").mkdir(parents=True, exist_ok=True)
+    raw["spark"]["conf"].update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(out / "eventlog"),
+                                 "spark.eventLog.compress": "false"})
     if args.sources_config:
         existing = load_config(args.sources_config)
         raw["sources"] = [s.model_dump() for s in existing.sources]
@@ -368,6 +391,36 @@ def provenance(spark) -> dict:
     }
 
 
+def spark_profile(event_log: Path) -> list[dict]:
+    """Where Spark spent its time, from its event log: per label (engine / stage / step), the
+    number of jobs, their summed wall seconds and the summed executor run time of their tasks."""
+    # Spark 4 writes a directory of rolled files, eventlog_v2_<app id>/events_<n>_<app id>.
+    rolled = event_log.with_name(f"eventlog_v2_{event_log.name}")
+    files = sorted(rolled.glob("events_*"), key=lambda f: int(f.name.split("_")[1])) if rolled.is_dir() else []
+    files += [p for p in (event_log, event_log.with_name(event_log.name + ".inprogress")) if p.exists()]
+    label_of_job, label_of_stage, started = {}, {}, {}
+    totals: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall_seconds": 0.0, "task_seconds": 0.0})
+    for line in (line for f in files for line in f.open()):
+        event = json.loads(line)
+        kind = event.get("Event")
+        if kind == "SparkListenerJobStart":
+            label = (event.get("Properties") or {}).get("spark.job.description") or "(unlabelled)"
+            label_of_job[event["Job ID"]] = label
+            started[event["Job ID"]] = event["Submission Time"]
+            for stage in event.get("Stage IDs", []):
+                label_of_stage[stage] = label
+            totals[label]["jobs"] += 1
+        elif kind == "SparkListenerJobEnd" and event["Job ID"] in started:
+            label = label_of_job[event["Job ID"]]
+            totals[label]["wall_seconds"] += (event["Completion Time"] - started[event["Job ID"]]) / 1000
+        elif kind == "SparkListenerTaskEnd":
+            run_ms = (event.get("Task Metrics") or {}).get("Executor Run Time", 0)
+            totals[label_of_stage.get(event.get("Stage ID"), "(unlabelled)")]["task_seconds"] += run_ms / 1000
+    rows = [{"label": label, **{k: round(v, 1) if isinstance(v, float) else v for k, v in t.items()}}
+            for label, t in totals.items()]
+    return sorted(rows, key=lambda r: -r["wall_seconds"])
+
+
 def _jvm_pid(spark) -> int | None:
     jvm = spark.sparkContext._jvm
     for handle in (lambda: jvm.ProcessHandle.current(), lambda: jvm.java.lang.ProcessHandle.current()):
@@ -418,11 +471,14 @@ def _run(args) -> dict:
     from tre_link.synth import generate
 
     wall_start = time.perf_counter()
+    result = None
     cfg = build_config(args)
     rec = Recorder()
     instrument_splink(rec)
     spark = build_session(cfg.spark)
     rec.jvm_pid = _jvm_pid(spark)
+    rec.spark = spark
+    event_log = Path(cfg.spark.conf["spark.eventLog.dir"]) / spark.sparkContext.applicationId
     try:
         ensure_demo_keys(cfg)
         synth_seconds = None
@@ -461,7 +517,7 @@ def _run(args) -> dict:
             "spark_over_duckdb": round(spark_total / duck_total, 3) if spark_total else None,
             "spark_ratios_are_lower_bounds": spark_cancelled,
         }
-        return {
+        result = {
             "people": cfg.synth.people if cfg.synth else None,
             "skewed_surname_share": cfg.synth.skewed_surname_share if cfg.synth else None,
             "records": {"per_source": per_source, "total": sum(per_source.values()),
@@ -487,6 +543,9 @@ def _run(args) -> dict:
     finally:
         rec.close()
         spark.stop()
+        if result is not None:
+            result["spark_profile"] = spark_profile(event_log)
+    return result
 
 
 if __name__ == "__main__":

@@ -37,3 +37,5 @@ def test_bench_smoke(tmp_path):
     assert result["peak_memory_mb"]["python_ru_maxrss"] > 0
     assert result["peak_memory_mb"]["jvm_vmhwm"] > 0
     assert result["versions"]["splink"]
+    profiled = {row["label"] for row in result["spark_profile"]}
+    assert {"tre_link / link", "tre_link / train / u (random sampling)"} <= profiled, profiled

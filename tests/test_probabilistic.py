@@ -1,8 +1,9 @@
-"""The probabilistic pass against an independent oracle: Splink's own Linker on DuckDB.
+"""The probabilistic pass against an oracle: Splink's own Linker, driven the ordinary way.
 
 tre-link drives Splink's model SQL as whole Spark jobs and runs EM on agreement-pattern counts;
-these tests check that what comes out equals what Splink computes the ordinary way on the same
-records: u from all pairs, m from EM, and every scored pair's match weight.
+these tests check that what comes out equals what Splink's Linker computes on the same records
+through its own Spark backend (the same similarity functions, so levels agree exactly): u from
+all pairs, m from EM, and every scored pair's match weight.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from splink import DuckDBAPI, Linker
+from splink import Linker, SparkAPI
 
 from tre_link import pipeline
 from tre_link.linkage import prepare_records, probabilistic
@@ -23,18 +24,16 @@ PREDICT_RULES = ["l.dob = r.dob", "l.family_name = r.family_name and l.postcode_
 
 @pytest.fixture(scope="module")
 def sample(spark, demo_run):
-    """A few hundred of the demo's synthetic records: small enough for all pairs, varied enough to
-    reach most comparison levels."""
-    prepared = prepare_records(pipeline.read_standardised(spark, demo_run.cfg)).select(*MODEL_COLUMNS)
-    districts = [r[0] for r in prepared.groupBy("postcode_district").count().orderBy("postcode_district").limit(4).collect()]
-    records = prepared.where(prepared.postcode_district.isin(districts)).localCheckpoint(eager=True)
-    assert 150 < records.count() < 1500, "the sample should have room for all pairs"
+    """The shared demo run's synthetic records (a small population): small enough for all
+    pairs, varied enough to reach most comparison levels."""
+    records = prepare_records(pipeline.read_standardised(spark, demo_run.cfg)).select(*MODEL_COLUMNS)
+    records = records.localCheckpoint(eager=True)
+    assert 150 < records.count() < 3000, "the sample should have room for all pairs"
     return records
 
 
-def _duckdb_linker(records, settings):
-    db_api = DuckDBAPI()
-    return Linker(db_api.register(records.toPandas()), settings)
+def _splink_linker(spark, records, settings):
+    return Linker(SparkAPI(spark_session=spark).register(records), settings)
 
 
 def _levels(settings_dict: dict, probability: str) -> dict:
@@ -58,8 +57,8 @@ def test_u_equals_splinks_estimate_from_all_pairs(spark, demo_run, sample):
     probabilistic.register_records(sample, model, [])
     probabilistic.estimate_u(spark, model, sample.count(), max_pairs=1e9, seed=1)
 
-    splink = _duckdb_linker(sample, build_settings(linkage))
-    splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1)
+    splink = _splink_linker(spark, sample, build_settings(linkage))
+    splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1, min_count_per_level=None, num_chunks=1)
 
     ours, theirs = _levels(model.as_dict(), "u_probability"), _levels(splink.misc.save_model_to_json(), "u_probability")
     assert any(v is not None for v in ours.values())
@@ -68,9 +67,9 @@ def test_u_equals_splinks_estimate_from_all_pairs(spark, demo_run, sample):
 
 def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):
     linkage = demo_run.cfg.linkage
-    splink = _duckdb_linker(sample, build_settings(linkage))
+    splink = _splink_linker(spark, sample, build_settings(linkage))
     splink.training.estimate_probability_two_random_records_match(probabilistic.PRIOR_RULES, probabilistic.PRIOR_RECALL)
-    splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1)
+    splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1, min_count_per_level=None, num_chunks=1)
     # Both start from the same prior and u: Splink's, saved and loaded into tre-link's model.
     model = probabilistic.load_model_dict(splink.misc.save_model_to_json())
     probabilistic.register_records(sample, model, [RULE])
@@ -90,10 +89,9 @@ def test_scores_equal_splinks_predict(spark, demo_run, sample):
     ours = {(r.unique_id_l, r.unique_id_r): r.match_weight for r in probabilistic.score(spark, model, PREDICT_RULES).collect()}
 
     settings["blocking_rules_to_generate_predictions"] = PREDICT_RULES
-    splink = _duckdb_linker(sample, settings)
+    splink = _splink_linker(spark, sample, settings)
     theirs = {
-        (r["unique_id_l"], r["unique_id_r"]): r["match_weight"]
-        for r in splink.inference.predict().as_record_dict()
+        (r.unique_id_l, r.unique_id_r): r.match_weight for r in splink.inference.predict().as_spark_dataframe().collect()
     }
     assert len(ours) > 100
     assert ours.keys() == theirs.keys()

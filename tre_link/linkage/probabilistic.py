@@ -35,6 +35,7 @@ from splink.internals.m_u_records_to_parameters import (
 from splink.internals.parse_sql import get_columns_used_from_sql
 from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
 from splink.internals.settings import Settings
+from splink.internals.spark.spark_helpers import custom_spark_dialect  # noqa: F401  (registers "customspark" in sqlglot)
 
 from tre_link.config import LinkageConfig
 from tre_link.linkage.blocks import equi_join_keys
@@ -101,23 +102,26 @@ def register_records(records: DataFrame, model: Settings, rules: list[str]) -> D
 def _run_sql(spark: SparkSession, sql: str) -> DataFrame:
     """Run Splink-generated SQL on Spark, transpiled as Splink's own SparkAPI does (its SQL is
     written in a generic dialect: `float8` casts and the like)."""
-    import splink.internals.spark.spark_helpers.custom_spark_dialect  # noqa: F401  (registers "customspark")
-
     return spark.sql(sqlglot.transpile(sql, read="spark", write="customspark")[0])
 
 
-def _blocked_sql(model: Settings, rules: list[str], source: str = RECORDS_VIEW) -> str:
-    """Every pair any rule admits, once: rule i skips pairs an earlier rule made, as Splink does.
-    Selects the l/r columns Splink's comparison SQL reads, and the index of the rule as match_key."""
-    columns = ",\n  ".join(model._columns_to_select_for_blocking)
+def _pairs_sql(rules: list[str], columns: list[str], source: str = RECORDS_VIEW) -> str:
+    """Every pair any rule admits, once: rule i skips pairs an earlier rule made, as Splink does,
+    and says which rule made it in match_key."""
     selects = []
     for i, rule in enumerate(rules):
         earlier = "".join(f"\n  and not coalesce(({prev}), false)" for prev in rules[:i])
+        selected = ",\n  ".join([*columns, f"'{i}' as match_key"])
         selects.append(
-            f"select {columns},\n  '{i}' as match_key\nfrom {source} as l\njoin {source} as r\n"
+            f"select {selected}\nfrom {source} as l\njoin {source} as r\n"
             f"  on ({rule})\nwhere l.{UNIQUE_ID} < r.{UNIQUE_ID}{earlier}"
         )
     return "\nunion all\n".join(selects)
+
+
+def _blocked_sql(model: Settings, rules: list[str], source: str = RECORDS_VIEW) -> str:
+    """The pairs with the l/r columns Splink's comparison SQL reads."""
+    return _pairs_sql(rules, model._columns_to_select_for_blocking, source)
 
 
 def _comparison_vectors_sql(model: Settings, blocked_sql: str) -> str:
@@ -159,12 +163,7 @@ def _record_sample(fraction: float, seed: int) -> str:
 
 def count_pairs(spark: SparkSession, rules: list[str]) -> int:
     """Pairs the rules admit together, counted without materialising them."""
-    sql = " union all ".join(
-        f"select count(*) as n from {RECORDS_VIEW} l join {RECORDS_VIEW} r on ({rule}) "
-        f"where l.{UNIQUE_ID} < r.{UNIQUE_ID}" + "".join(f" and not coalesce(({p}), false)" for p in rules[:i])
-        for i, rule in enumerate(rules)
-    )
-    return int(spark.sql(f"select sum(n) as n from ({sql})").first()["n"] or 0)
+    return int(spark.sql(f"select count(*) as n from ({_pairs_sql(rules, [])})").first()["n"])
 
 
 def estimate_prior(spark: SparkSession, model: Settings, record_count: int) -> None:
