@@ -9,7 +9,6 @@ from tre_link.config import SparkSettings
 from tre_link.errors import EnvironmentProblem
 
 
-
 def require_java() -> None:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and os.path.exists(os.path.join(java_home, "bin", "java")):

@@ -55,8 +55,7 @@ def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig
 
 
 def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> LinkOutputs:
-    """Score undecided pairs with a trained model, add deterministic links, cluster.
-    """
+    """Score undecided pairs with a trained model, add deterministic links, cluster."""
     plan = plan_blocking(
         prepared, [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict],
         linkage.max_block_comparisons,
