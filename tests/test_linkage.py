@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tre_link import pipeline
 from tre_link.errors import ConfigError
 from tre_link.evaluate import evaluate_person_index
 from tre_link.linkage import link_records, prepare_records
+from tre_link.linkage.cluster import cluster_records
 from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
 
 D1, D2 = dt.date(1980, 1, 2), dt.date(1980, 2, 1)
@@ -60,6 +62,34 @@ def test_deterministic_edges_are_a_star_per_number(spark):
 def test_probabilistic_rules_skip_pairs_the_deterministic_pass_decided():
     rule = exclude_decided_pairs("l.dob = r.dob")
     assert rule == "(l.dob = r.dob) and (l.deterministic_nhs is null or r.deterministic_nhs is null)"
+
+
+def test_person_index_from_deterministic_groups_and_probabilistic_links(spark):
+    # a1 and a2 share an NHS number; b1 links to a2 probabilistically; c1 has a number no one
+    # else holds and links to d1; e1 links to nothing.
+    nodes = spark.createDataFrame(
+        [("gp:a1", "gp", "a1", "X"), ("gp:a2", "gp", "a2", "X"), ("hospital:b1", "hospital", "b1", None),
+         ("gp:c1", "gp", "c1", "Y"), ("council:d1", "council", "d1", None), ("council:e1", "council", "e1", None)],
+        "unique_id string, source string, record_id string, deterministic_nhs string",
+    )
+    links = spark.createDataFrame(
+        [("gp:a1", "gp:a2", "deterministic"), ("gp:a2", "hospital:b1", "probabilistic"),
+         ("council:d1", "gp:c1", "probabilistic")],
+        "unique_id_l string, unique_id_r string, link_method string",
+    )
+    got = cluster_records(spark, nodes, links)
+
+    def person(anchor: str) -> str:
+        return hashlib.sha256(f"person:{anchor}".encode()).hexdigest()[:20]
+
+    expected = spark.createDataFrame(
+        [("gp", "a1", person("gp:a1"), 3, "deterministic"), ("gp", "a2", person("gp:a1"), 3, "both"),
+         ("hospital", "b1", person("gp:a1"), 3, "probabilistic"),
+         ("gp", "c1", person("council:d1"), 2, "probabilistic"), ("council", "d1", person("council:d1"), 2, "probabilistic"),
+         ("council", "e1", person("council:e1"), 1, "singleton")],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_accuracy_counts_pairs_and_clusters(spark):

@@ -16,6 +16,7 @@ from splink import Linker, SparkAPI
 
 from tre_link import pipeline
 from tre_link.linkage import prepare_records, probabilistic
+from tre_link.linkage.deterministic import exclude_decided_pairs
 from tre_link.linkage.model import MODEL_COLUMNS, build_settings
 
 RULE = "l.dob = r.dob"
@@ -82,17 +83,33 @@ def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):
     assert _close(ours, theirs, 1e-9) == []
 
 
-def test_scores_equal_splinks_predict(spark, demo_run, sample):
+def _assert_scores_equal_splinks_predict(spark, demo_run, records, rules, **score_options):
     settings = json.loads(Path(demo_run.summary["model_json"]).read_text())
     model = probabilistic.load_model(demo_run.summary["model_json"])
-    probabilistic.register_records(sample, model, PREDICT_RULES)
-    ours = {(r.unique_id_l, r.unique_id_r): r.match_weight for r in probabilistic.score(spark, model, PREDICT_RULES).collect()}
+    probabilistic.register_records(records, model, rules)
+    scored = probabilistic.score(spark, model, rules, **score_options).collect()
+    ours = {(r.unique_id_l, r.unique_id_r): r.match_weight for r in scored}
 
-    settings["blocking_rules_to_generate_predictions"] = PREDICT_RULES
-    splink = _splink_linker(spark, sample, settings)
+    settings["blocking_rules_to_generate_predictions"] = rules
+    splink = _splink_linker(spark, records, settings)
     theirs = {
         (r.unique_id_l, r.unique_id_r): r.match_weight for r in splink.inference.predict().as_spark_dataframe().collect()
     }
     assert len(ours) > 100
     assert ours.keys() == theirs.keys()
     assert max(abs(ours[k] - theirs[k]) for k in ours) < 1e-9
+
+
+def test_scores_equal_splinks_predict(spark, demo_run, sample):
+    _assert_scores_equal_splinks_predict(spark, demo_run, sample, PREDICT_RULES)
+
+
+def test_scores_of_undecided_pairs_equal_splinks_predict(spark, demo_run):
+    """Pairs made from the undecided side only are exactly the pairs Splink makes with the
+    deterministic exclusion in every rule."""
+    records = prepare_records(pipeline.read_standardised(spark, demo_run.cfg))
+    records = records.select(*MODEL_COLUMNS, "deterministic_nhs").localCheckpoint(eager=True)
+    undecided = records.where("deterministic_nhs is null").count()
+    assert 50 < undecided < records.count() - 50, "the sample needs decided and undecided records"
+    rules = [exclude_decided_pairs(rule) for rule in PREDICT_RULES]
+    _assert_scores_equal_splinks_predict(spark, demo_run, records, rules, undecided_if_null="deterministic_nhs")

@@ -78,6 +78,23 @@ def test_nhs_status_agrees_with_independent_package(spark):
     }
 
 
+def test_modulus_11_agrees_with_independent_package_on_many_numbers(spark):
+    # Each stem is tried with every last digit, so exactly the numbers whose last digit is the
+    # package's checksum must pass; stems whose checksum is 10 must give none. (The package's
+    # is_valid also rejects Scottish CHI numbers that do not start with a date, which is not a
+    # Modulus 11 rule, so its checksum is the oracle here.)
+    import random
+
+    stems = [f"{random.Random(seed).randrange(10**9):09d}" for seed in range(300)]
+    values = [stem + str(last) for stem in stems for last in range(10)]
+    rows = _one(spark, values).select("raw", nhs_number_status(F.col("raw")).alias("s")).collect()
+    ours = {r.raw for r in rows if r.s in ("valid", "test_range")}
+    checksums = {stem: nhs_pkg.calculate_checksum(stem) for stem in stems}
+    assert sum(checksum == 10 for checksum in checksums.values()) > 10
+    assert ours == {stem + str(checksum) for stem, checksum in checksums.items() if checksum != 10}
+    assert {v for v in values if nhs_pkg.is_valid(v)} <= ours
+
+
 def test_token_form_and_absent_nhs_mapping(spark):
     token = "ab" * 32
     df = spark.createDataFrame(

@@ -21,9 +21,12 @@ def check_digit(nine_digits: Column) -> Column:
 
 
 def passes_modulus_11(ten_digits: Column) -> Column:
-    """True when a 10-digit string's last digit is its Modulus 11 check digit."""
-    expected = check_digit(F.substring(ten_digits, 1, 9))
-    return F.coalesce(expected == F.substring(ten_digits, 10, 1).cast("int"), F.lit(False))
+    """True when a 10-digit string's last digit is its Modulus 11 check digit.
+
+    Equivalently, the nine weighted digits plus the check digit are a multiple of 11: one sum,
+    which also rejects stems whose check digit would be 10, since no digit can make that up."""
+    weighted = sum((F.substring(ten_digits, i, 1).cast("int") * (11 - i) for i in range(1, 10)), F.lit(0))
+    return F.coalesce((weighted + F.substring(ten_digits, 10, 1).cast("int")) % 11 == 0, F.lit(False))
 
 
 def digits_only(raw: Column) -> Column:
@@ -33,9 +36,14 @@ def digits_only(raw: Column) -> Column:
 
 def nhs_number_status(raw: Column) -> Column:
     """Why a raw NHS number is or is not usable: valid, missing, bad_format, bad_checksum or test_range."""
-    digits = digits_only(raw)
+    return status_of_digits(digits_only(raw))
+
+
+def status_of_digits(digits: Column) -> Column:
+    """nhs_number_status from `digits_only` of the raw value. Pass a column, not an expression:
+    it is read by every branch, and Spark evaluates a branch's own expressions again."""
     return (
-        F.when(raw.isNull() | (digits == ""), F.lit("missing"))
+        F.when(digits.isNull() | (digits == ""), F.lit("missing"))
         .when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
         .when(~passes_modulus_11(digits), F.lit("bad_checksum"))
         .when(digits.startswith("999"), F.lit("test_range"))

@@ -117,8 +117,10 @@ def build_research_records(
         name = f"postcode_{project.postcode}"
         out.append(F.col(name).alias(name))
     out.extend(F.col(c) for c in project.columns)
-    # Sort by the keyed pseudonym so row order reveals nothing about source order or record ids.
-    return joined.select(*out).orderBy("person_key", "source")
+    # Rows go to files by a hash of the keyed pseudonym and are sorted by it within each file, so
+    # neither file nor row order reveals source order or record ids. (A global sort says no more
+    # and costs an extra pass to sample the key range.)
+    return joined.select(*out).repartition("person_key").sortWithinPartitions("person_key", "source")
 
 
 def publish_project(

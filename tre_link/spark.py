@@ -51,6 +51,11 @@ def build_session(settings: SparkSettings):
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.databricks.delta.snapshotPartitions", "2")
+        # Per-file min/max statistics only for each new table's first columns (its keys: source,
+        # record_id, person_key...). With Delta's default of 32 columns, writing a standardised
+        # source of 800k rows took 8.0 s against 2.9 s without statistics; these tables are read
+        # whole, not filtered. spark.conf in the config can set it back.
+        .config("spark.databricks.delta.properties.defaults.dataSkippingNumIndexedCols", "4")
         .config("spark.sql.session.timeZone", "UTC")
         # Record values must not reach logs through query plans: redact string literals in explain output.
         .config("spark.sql.redaction.string.regex", ".*")

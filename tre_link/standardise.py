@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 
 from tre_link.config import SourceConfig
 from tre_link.errors import ConfigError, InputDataError
-from tre_link.nhs_number import digits_only, nhs_number_status
+from tre_link.nhs_number import digits_only, status_of_digits
 
 # The canonical output columns, in order; the source's passthrough columns follow, then nothing else.
 STANDARD_COLUMNS = (
@@ -171,9 +171,18 @@ def token_nhs_number_status(raw: Column) -> Column:
     )
 
 
+def squash_postcode(raw: Column) -> Column:
+    """Uppercase with every space removed: the form the postcode pattern is checked against."""
+    return F.regexp_replace(F.upper(raw.cast("string")), r"[\s\u00A0]", "")
+
+
 def postcode_columns(raw: Column) -> dict[str, Column]:
     """postcode ('LS1 4AB'), postcode_area ('LS'), postcode_district ('LS1'), postcode_sector ('LS1 4')."""
-    squashed = F.regexp_replace(F.upper(raw.cast("string")), r"[\s\u00A0]", "")
+    return postcode_parts(squash_postcode(raw))
+
+
+def postcode_parts(squashed: Column) -> dict[str, Column]:
+    """`postcode_columns` from a squashed postcode (pass a column: every part reads it)."""
     valid = F.coalesce(squashed.rlike(POSTCODE_PATTERN), F.lit(False))
     n = F.length(squashed)
     outward = squashed.substr(F.lit(1), n - 3)
@@ -259,16 +268,12 @@ def nickname_root_pairs() -> tuple[tuple[str, str], ...]:
 
 
 def nickname_reference(spark: SparkSession) -> DataFrame:
-    """Small reference DataFrame: nickname_name -> nickname_root (no record data)."""
-    return spark.createDataFrame(
-        list(nickname_root_pairs()),
-        T.StructType(
-            [
-                T.StructField("__nick_name", T.StringType(), False),
-                T.StructField("__nick_root", T.StringType(), False),
-            ]
-        ),
-    )
+    """Small reference DataFrame: nickname_name -> nickname_root (no record data).
+
+    An inline SQL table, so Spark holds it in the plan; a frame made from a Python list would
+    start a Python worker in every query that reads it. The names are letters only."""
+    rows = ", ".join(f"('{name}', '{root}')" for name, root in nickname_root_pairs())
+    return spark.sql(f"select * from values {rows} as nicknames(__nick_name, __nick_root)")
 
 
 def add_given_name_root(df: DataFrame, given_name_col: str = "given_name") -> DataFrame:
@@ -292,32 +297,41 @@ def standardise_source(df: DataFrame, source: SourceConfig, *, today: dt.date | 
     raw = {field: F.col(column) for field, column in cols.as_dict().items()}
     raw_types = {f.name: f.dataType for f in df.schema.fields}
 
+    # Three projections, so each cleaned value is computed once and then read by every column
+    # derived from it (Spark evaluates an expression again in each CASE branch that repeats it).
     if cols.nhs_number is None:
         nhs, nhs_status = F.lit(None).cast("string"), F.lit("missing")
     elif source.nhs_number_form == "token":
         nhs, nhs_status = token_nhs_number(raw["nhs_number"]), token_nhs_number_status(raw["nhs_number"])
     else:
-        # Same result as nhs_number.clean_nhs_number, but the status is computed once (see the stage below).
-        nhs, nhs_status = digits_only(raw["nhs_number"]), nhs_number_status(raw["nhs_number"])
-
-    dob = parse_dob(raw["dob"], raw_types[cols.dob], source.dob_formats, today)
-    postcode = postcode_columns(raw["postcode"])
-    passthrough = [F.col(c) for c in source.passthrough]
-
-    stage = df.select(
+        nhs, nhs_status = digits_only(raw["nhs_number"]), None  # from the cleaned digits, below
+    cleaned = df.select(
         F.lit(source.name).alias("source"),
         raw["record_id"].cast("string").alias("record_id"),
         nhs.cast("string").alias("__nhs"),
-        nhs_status.alias("nhs_number_status"),
-        first_token(clean_name(raw["given_name"])).alias("given_name"),
+        *([] if nhs_status is None else [nhs_status.alias("nhs_number_status")]),
+        clean_name(raw["given_name"]).alias("__given_name"),
         clean_name(raw["family_name"]).alias("family_name"),
-        dob.alias("dob"),
+        parse_dob(raw["dob"], raw_types[cols.dob], source.dob_formats, today).alias("dob"),
         clean_sex(raw["sex"]).alias("sex"),
-        *[column.alias(name) for name, column in postcode.items()],
+        squash_postcode(raw["postcode"]).alias("__postcode"),
         _raw_present(raw["dob"]).alias("dob_raw_present"),
         _raw_present(raw["sex"]).alias("sex_raw_present"),
         _raw_present(raw["postcode"]).alias("postcode_raw_present"),
-        *passthrough,
+        *[F.col(c) for c in source.passthrough],
+    )
+    stage = cleaned.select(
+        "source",
+        "record_id",
+        "__nhs",
+        status_of_digits(F.col("__nhs")).alias("nhs_number_status") if nhs_status is None else "nhs_number_status",
+        first_token(F.col("__given_name")).alias("given_name"),
+        "family_name",
+        "dob",
+        "sex",
+        *[column.alias(name) for name, column in postcode_parts(F.col("__postcode")).items()],
+        *RAW_PRESENT_COLUMNS,
+        *source.passthrough,
     )
     stage = add_given_name_root(stage)
     out = stage.select(

@@ -76,7 +76,9 @@ def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfi
     # Materialised once, lineage cut: links, clustering and the histogram all read these pairs,
     # and none of them may score again. (A local checkpoint: a lost executor fails the job
     # rather than recomputing, which a rerun repeats exactly.)
-    scored = probabilistic.score(spark, model, plan.rules).localCheckpoint(eager=True)
+    scored = probabilistic.score(spark, model, plan.rules, undecided_if_null="deterministic_nhs").localCheckpoint(
+        eager=True
+    )
     registered.unpersist()
     probabilistic_links = scored.where(
         F.col("match_probability") >= linkage.threshold_match_probability

@@ -10,8 +10,9 @@ The same aggregation gives the pairs each rule will score, for the guard on the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from splink.internals.blocking_analysis import _as_blocking_rule
 
@@ -42,38 +43,64 @@ def _undecided_pairs(total, undecided):
     return undecided * (total - undecided) + undecided * (undecided - 1) / 2
 
 
+def block_key_names(keys: list[str]) -> list[str]:
+    return [f"_block_key_{j}" for j in range(len(keys))]
+
+
+def block_key_columns(keys: list[str]) -> list[Column]:
+    """A rule's equi-join keys as columns named by `block_key_names`."""
+    return [F.expr(k).alias(name) for k, name in zip(keys, block_key_names(keys))]
+
+
+def block_sizes(records: DataFrame, keys: list[str], undecided: Column | None = None) -> DataFrame:
+    """One row per block of an equi-join rule (rows with a null key never pair): the key columns
+    `_block_key_<j>`, its record count `_n`, and, given an `undecided` flag, `_u` of them undecided."""
+    flags = [] if undecided is None else [undecided.cast("long").alias("_undecided")]
+    counts = [F.count(F.lit(1)).alias("_n")] + ([] if undecided is None else [F.sum("_undecided").alias("_u")])
+    return (
+        records.select(*block_key_columns(keys), *flags)
+        .dropna(subset=block_key_names(keys))
+        .groupBy(*block_key_names(keys))
+        .agg(*counts)
+    )
+
+
 def plan_blocking(records: DataFrame, rules: list[str], max_block_comparisons: int) -> BlockingPlan:
     """Size every rule's blocks, flag records in oversized blocks and exclude those blocks from their rule."""
-    flagged, capped, dropped, pairs_per_rule = records, [], [], []
-    for i, rule in enumerate(rules):
-        keys = equi_join_keys(rule)
-        if not keys:
-            capped.append(rule)
-            pairs_per_rule.append(None)
-            continue
-        key_columns = [F.expr(k).alias(f"_block_key_{j}") for j, k in enumerate(keys)]
-        key_names = [f"_block_key_{j}" for j in range(len(keys))]
-        sizes = (
-            records.select(*key_columns, F.col("deterministic_nhs").isNull().cast("long").alias("_undecided"))
-            .dropna(subset=key_names)
-            .groupBy(*key_names)
-            .agg(F.count(F.lit(1)).alias("_n"), F.sum("_undecided").alias("_u"))
-            .withColumn("_pairs", _undecided_pairs(F.col("_n"), F.col("_u")))
-            .withColumn("_oversized", F.col("_pairs") > max_block_comparisons)
-        )
-        summary = sizes.agg(
+    keys_of = {i: keys for i, rule in enumerate(rules) if (keys := equi_join_keys(rule))}
+    sizes_of = {
+        i: block_sizes(records, keys, undecided=F.col("deterministic_nhs").isNull())
+        .withColumn("_pairs", _undecided_pairs(F.col("_n"), F.col("_u")))
+        .withColumn("_oversized", F.col("_pairs") > max_block_comparisons)
+        for i, keys in keys_of.items()
+    }
+    # Every rule's summary in one Spark job: the aggregations run side by side.
+    summaries = [
+        sizes.agg(
+            F.lit(i).alias("rule"),
             F.count(F.when(F.col("_oversized"), 1)).alias("blocks"),
             F.sum(F.when(F.col("_oversized"), F.col("_n"))).alias("records"),
             F.sum(F.when(~F.col("_oversized"), F.col("_pairs"))).alias("pairs"),
-        ).first()
+        )
+        for i, sizes in sizes_of.items()
+    ]
+    summary_of = {row["rule"]: row for row in reduce(DataFrame.unionByName, summaries).collect()} if summaries else {}
+
+    flagged, capped, dropped, pairs_per_rule = records, [], [], []
+    for i, rule in enumerate(rules):
+        if i not in keys_of:
+            capped.append(rule)
+            pairs_per_rule.append(None)
+            continue
+        summary = summary_of[i]
         pairs_per_rule.append(int(summary["pairs"] or 0))
         if not summary["blocks"]:
             capped.append(rule)
             continue
-        flag = f"_oversized_block_{i}"
-        marks = F.broadcast(sizes.where("_oversized").select(*key_names).withColumn(flag, F.lit(True)))
+        flag, key_names = f"_oversized_block_{i}", block_key_names(keys_of[i])
+        marks = F.broadcast(sizes_of[i].where("_oversized").select(*key_names).withColumn(flag, F.lit(True)))
         flagged = (
-            flagged.select("*", *key_columns)
+            flagged.select("*", *block_key_columns(keys_of[i]))
             .join(marks, on=key_names, how="left")
             .drop(*key_names)
             .fillna({flag: False})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from splink import SparkAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
@@ -22,12 +22,14 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
     or singleton. person_id is derived from the cluster's smallest unique_id, so it is stable
     across reruns on the same inputs.
     """
-    # Both small and read by every iteration of connected components: materialised once.
+    # Materialised once: node_of is read for the edges and again for the index, and the edges
+    # by every iteration of connected components.
     node_of = _collapse_deterministic_groups(nodes).localCheckpoint(eager=True)
     probabilistic = links.where(F.col("link_method") == "probabilistic")
     edges = (
-        probabilistic.join(node_of.withColumnsRenamed({UNIQUE_ID: "unique_id_l", "node": "node_l"}), "unique_id_l")
-        .join(node_of.withColumnsRenamed({UNIQUE_ID: "unique_id_r", "node": "node_r"}), "unique_id_r")
+        probabilistic.join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")),
+                           "unique_id_l")
+        .join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_r"), F.col("node").alias("node_r")), "unique_id_r")
         .where(F.col("node_l") != F.col("node_r"))
         .select(F.col("node_l").alias("unique_id_l"), F.col("node_r").alias("unique_id_r"))
     ).localCheckpoint(eager=True)
@@ -40,41 +42,45 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
         components = cluster_pairwise_predictions_at_threshold(
             graph_nodes, edges, db_api=SparkAPI(spark_session=spark), node_id_column_name=UNIQUE_ID
         ).as_spark_dataframe().select(F.col(UNIQUE_ID).alias("node"), "cluster_id")
-    clusters = node_of.join(components, on="node", how="left").select(
-        UNIQUE_ID, F.coalesce("cluster_id", "node").alias("cluster_id")
-    )
 
-    endpoints = links.select(F.col("unique_id_l").alias(UNIQUE_ID), "link_method").unionByName(
-        links.select(F.col("unique_id_r").alias(UNIQUE_ID), "link_method")
-    )
-    methods = endpoints.groupBy(UNIQUE_ID).agg(
-        F.when(F.size(F.collect_set("link_method")) > 1, F.lit("both"))
-        .otherwise(F.first("link_method"))
-        .alias("link_method")
+    # A record's link method, from what the graph already holds: a deterministic group of two or
+    # more records links each of them; a probabilistic link links both its ends.
+    probabilistic_ends = (
+        probabilistic.select(F.col("unique_id_l").alias(UNIQUE_ID))
+        .union(probabilistic.select(F.col("unique_id_r").alias(UNIQUE_ID)))
+        .distinct()
+        .withColumn("_probabilistic", F.lit(True))
     )
     clustered = (
-        clusters.join(nodes.select(UNIQUE_ID, "source", "record_id"), on=UNIQUE_ID)
-        .join(methods, on=UNIQUE_ID, how="left")
+        node_of.join(components, on="node", how="left")
+        .join(probabilistic_ends, on=UNIQUE_ID, how="left")
+        .withColumn("cluster_id", F.coalesce("cluster_id", "node"))
     )
-    sized = clustered.groupBy("cluster_id").agg(
-        F.count(F.lit(1)).alias("cluster_size"), F.min(UNIQUE_ID).alias("_anchor")
-    )
-    return clustered.join(sized, on="cluster_id").select(
+    deterministic, probabilistic_end = F.col("_in_deterministic_group"), F.col("_probabilistic").isNotNull()
+    cluster = Window.partitionBy("cluster_id")
+    return clustered.select(
         "source",
         "record_id",
-        F.substring(F.sha2(F.concat(F.lit("person:"), F.col("_anchor")), 256), 1, 20).alias("person_id"),
-        F.col("cluster_size").cast("int").alias("cluster_size"),
-        F.coalesce(F.col("link_method"), F.lit("singleton")).alias("link_method"),
+        F.substring(F.sha2(F.concat(F.lit("person:"), F.min(UNIQUE_ID).over(cluster)), 256), 1, 20).alias("person_id"),
+        F.count(F.lit(1)).over(cluster).cast("int").alias("cluster_size"),
+        F.when(deterministic & probabilistic_end, F.lit("both"))
+        .when(deterministic, F.lit("deterministic"))
+        .when(probabilistic_end, F.lit("probabilistic"))
+        .otherwise(F.lit("singleton"))
+        .alias("link_method"),
     )
 
 
 def _collapse_deterministic_groups(records: DataFrame) -> DataFrame:
-    """unique_id -> node: the smallest unique_id sharing its deterministic key, or itself."""
-    anchors = (
-        records.where(F.col("deterministic_nhs").isNotNull())
-        .groupBy("deterministic_nhs")
-        .agg(F.min(UNIQUE_ID).alias("_group_anchor"))
+    """unique_id, source, record_id -> node: the smallest unique_id sharing its deterministic key,
+    or itself; and whether that group holds more than one record."""
+    group = Window.partitionBy("deterministic_nhs")
+    keyed = records.where(F.col("deterministic_nhs").isNotNull()).select(
+        UNIQUE_ID, "source", "record_id",
+        F.min(UNIQUE_ID).over(group).alias("node"),
+        (F.count(F.lit(1)).over(group) > 1).alias("_in_deterministic_group"),
     )
-    return records.select(UNIQUE_ID, "deterministic_nhs").join(anchors, on="deterministic_nhs", how="left").select(
-        UNIQUE_ID, F.coalesce("_group_anchor", UNIQUE_ID).alias("node")
+    unkeyed = records.where(F.col("deterministic_nhs").isNull()).select(
+        UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(False).alias("_in_deterministic_group")
     )
+    return keyed.unionByName(unkeyed)

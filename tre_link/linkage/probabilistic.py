@@ -6,8 +6,8 @@ is most of the time. Here Splink still writes every piece of model SQL (comparis
 term-frequency adjustments, match weights), runs EM and keeps the model, but the work is
 driven differently:
 
-- each comparison vector is computed once, in the same Spark stage as the join that makes
-  its pair;
+- each comparison vector is computed once, in the Spark stage that makes its pair (for
+  scoring, narrow blocking joins make the pairs and each pair then fetches its columns by id);
 - u and EM need only how often each agreement pattern occurs, so Spark returns those counts
   (at most a few thousand rows of small integers, nothing record-level) and Splink's EM
   iterates on them in an in-process DuckDB, where an iteration takes milliseconds;
@@ -38,7 +38,7 @@ from splink.internals.settings import Settings
 from splink.internals.spark.spark_helpers import custom_spark_dialect  # noqa: F401  (registers "customspark" in sqlglot)
 
 from tre_link.config import LinkageConfig
-from tre_link.linkage.blocks import equi_join_keys
+from tre_link.linkage.blocks import block_sizes, equi_join_keys
 from tre_link.linkage.model import UNIQUE_ID, build_settings
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ def register_records(records: DataFrame, model: Settings, rules: list[str]) -> D
         frequencies = counts.crossJoin(F.broadcast(total)).select(
             column, (F.col("_n") / F.col("_total")).alias(f"tf_{column}")
         )
-        with_tf = with_tf.join(frequencies, on=column, how="left")
+        # One row per distinct value: broadcast, so the records are not shuffled for it.
+        with_tf = with_tf.join(F.broadcast(frequencies), on=column, how="left")
     registered = with_tf.persist()
     registered.createOrReplaceTempView(RECORDS_VIEW)
     return registered
@@ -105,23 +106,54 @@ def _run_sql(spark: SparkSession, sql: str) -> DataFrame:
     return spark.sql(sqlglot.transpile(sql, read="spark", write="customspark")[0])
 
 
-def _pairs_sql(rules: list[str], columns: list[str], source: str = RECORDS_VIEW) -> str:
+def _pairs_sql(rules: list[str], columns: list[str], source: str = RECORDS_VIEW, *, hint: str = "",
+               left: str | None = None, pair_condition: str | None = None) -> str:
     """Every pair any rule admits, once: rule i skips pairs an earlier rule made, as Splink does,
-    and says which rule made it in match_key."""
+    and says which rule made it in match_key. `hint` is a Spark join hint such as
+    `/*+ BROADCAST(r) */`; `left` and `pair_condition` replace the left side's source and the
+    `l.unique_id < r.unique_id` that keeps one of each pair."""
+    pair_condition = pair_condition or f"l.{UNIQUE_ID} < r.{UNIQUE_ID}"
     selects = []
     for i, rule in enumerate(rules):
         earlier = "".join(f"\n  and not coalesce(({prev}), false)" for prev in rules[:i])
         selected = ",\n  ".join([*columns, f"'{i}' as match_key"])
         selects.append(
-            f"select {selected}\nfrom {source} as l\njoin {source} as r\n"
-            f"  on ({rule})\nwhere l.{UNIQUE_ID} < r.{UNIQUE_ID}{earlier}"
+            f"select {hint}{selected}\nfrom {left or source} as l\njoin {source} as r\n"
+            f"  on ({rule})\nwhere {pair_condition}{earlier}"
         )
     return "\nunion all\n".join(selects)
 
 
-def _blocked_sql(model: Settings, rules: list[str], source: str = RECORDS_VIEW) -> str:
+def _blocked_sql(model: Settings, rules: list[str], source: str = RECORDS_VIEW, *, hint: str = "") -> str:
     """The pairs with the l/r columns Splink's comparison SQL reads."""
-    return _pairs_sql(rules, model._columns_to_select_for_blocking, source)
+    return _pairs_sql(rules, model._columns_to_select_for_blocking, source, hint=hint)
+
+
+def _fetched_pairs_sql(model: Settings, rules: list[str], undecided_if_null: str | None = None) -> str:
+    """`_blocked_sql` made in two steps: each rule's join carries only the ids and the columns
+    the rules read, then the pairs fetch the columns Splink's comparisons read, once, by id.
+
+    The blocking joins shuffle every record once per rule, so keeping them narrow matters more
+    than the extra join by id.
+
+    `undecided_if_null` names a column null on undecided records, for rules that already admit
+    only pairs with an undecided record. Each rule's join then takes its left side from the
+    undecided records alone, so the pairs of two decided records, which the rules would only
+    reject, are never made. The ids are put in order afterwards."""
+    if undecided_if_null is None:
+        ids = _pairs_sql(rules, [f"l.{UNIQUE_ID} as __id_l", f"r.{UNIQUE_ID} as __id_r"])
+    else:
+        undecided = f"(select * from {RECORDS_VIEW} where {undecided_if_null} is null)"
+        ordered = [f"least(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_l", f"greatest(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_r"]
+        # Decided on the right: every such pair once. Undecided on both sides: ordered by id, as usual.
+        ids = _pairs_sql(rules, ordered, left=undecided,
+                         pair_condition=f"(r.{undecided_if_null} is not null or l.{UNIQUE_ID} < r.{UNIQUE_ID})")
+    return (
+        f"select {', '.join(model._columns_to_select_for_blocking)}, p.match_key\n"
+        f"from ({ids}) as p\n"
+        f"join {RECORDS_VIEW} as l on p.__id_l = l.{UNIQUE_ID}\n"
+        f"join {RECORDS_VIEW} as r on p.__id_r = r.{UNIQUE_ID}"
+    )
 
 
 def _comparison_vectors_sql(model: Settings, blocked_sql: str) -> str:
@@ -179,7 +211,9 @@ def estimate_u(spark: SparkSession, model: Settings, record_count: int, max_pair
     """u for every level from all pairs among a hashed record sample sized to about max_pairs."""
     fraction = min(1.0, _rows_needed_for_n_pairs(max_pairs) / max(record_count, 1))
     sample = _record_sample(fraction, seed)
-    counts = _pattern_counts(spark, model, _blocked_sql(model, ["1 = 1"], source=sample))
+    # The sample is a few thousand records: broadcast, Spark pairs them in one pass, where its
+    # size estimate (the whole cached table) would choose a cartesian product of partitions.
+    counts = _pattern_counts(spark, model, _blocked_sql(model, ["1 = 1"], source=sample, hint="/*+ BROADCAST(r) */ "))
     records = []
     for comparison in model.comparisons:
         gamma = comparison._gamma_column_name
@@ -227,18 +261,12 @@ def estimate_m(spark: SparkSession, model: Settings, rule: str, max_pairs: float
 
 
 def _pairs_per_rule(spark: SparkSession, rule: str) -> int:
-    """Pairs an equi-join rule makes, from block sizes alone; other rules are counted by joining."""
+    """Pairs a rule makes: from block sizes alone for an equi-join rule, else by joining."""
     keys = equi_join_keys(rule)
     if not keys:
         return count_pairs(spark, [rule])
-    key_columns = ", ".join(f"{k} as _k{j}" for j, k in enumerate(keys))
-    not_null = " and ".join(f"_k{j} is not null" for j in range(len(keys)))
-    groups = ", ".join(f"_k{j}" for j in range(len(keys)))
-    sql = (
-        f"select sum(n * (n - 1) / 2) as pairs from (select count(*) as n from "
-        f"(select {key_columns} from {RECORDS_VIEW} as l) where {not_null} group by {groups})"
-    )
-    return int(spark.sql(sql).first()["pairs"] or 0)
+    sizes = block_sizes(spark.table(RECORDS_VIEW), keys)
+    return int(sizes.agg(F.sum(F.col("_n") * (F.col("_n") - 1) / 2)).first()[0] or 0)
 
 
 def _patterns_as_vectors(duckdb: DuckDBAPI, counts: list[dict], gammas: list[str]):
@@ -274,10 +302,10 @@ def train(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, seed:
         record_count = registered.count()
         estimate_prior(spark, model, record_count)
         estimate_u(spark, model, record_count, linkage.u_max_pairs, seed)
-        for rule in linkage.blocking_rules_training:
+        rules = linkage.blocking_rules_training
+        for number, rule in enumerate(rules, start=1):
             estimate_m(spark, model, rule, linkage.em_max_pairs, seed)
-            log.info("EM done for training rule %d of %d", linkage.blocking_rules_training.index(rule) + 1,
-                     len(linkage.blocking_rules_training))
+            log.info("EM done for training rule %d of %d", number, len(rules))
     finally:
         registered.unpersist()
     return model
@@ -288,11 +316,13 @@ def train(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, seed:
 # ------------------------------------------------------------------------------------------------
 
 
-def score(spark: SparkSession, model: Settings, rules: list[str]) -> DataFrame:
+def score(spark: SparkSession, model: Settings, rules: list[str], *, undecided_if_null: str | None = None) -> DataFrame:
     """Every pair the rules admit with its match weight and probability, in one Spark plan:
     blocking join, comparison vector and Splink's match-weight SQL. The records must have been
-    registered with `register_records`."""
-    ctes = [("__splink__df_comparison_vectors", _comparison_vectors_sql(model, _blocked_sql(model, rules)))]
+    registered with `register_records`. Pass `undecided_if_null` when every rule already admits
+    only pairs holding a record where that column is null (see `_fetched_pairs_sql`)."""
+    pairs = _fetched_pairs_sql(model, rules, undecided_if_null)
+    ctes = [("__splink__df_comparison_vectors", _comparison_vectors_sql(model, pairs))]
     ctes += [(s["output_table_name"], s["sql"]) for s in predict_from_comparison_vectors_sqls_using_settings(model)]
     with_clause = ",\n".join(f"{name} as (\n{sql}\n)" for name, sql in ctes)
     return _run_sql(
