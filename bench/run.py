@@ -332,6 +332,8 @@ def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder
 
     rec.engine = "spark"
     seconds: dict[str, float] = {}
+    # Spark's default, which tre-link's session changes, so the baseline runs on Spark's own settings.
+    spark.conf.unset("spark.sql.inMemoryColumnarStorage.compressed")
     with rec.timed(seconds, "load_records (Delta)", "spark"):
         records = baseline_records(spark, cfg)
     # Plain Splink on Spark can run for hours at scale: past the limit its jobs are cancelled and

@@ -39,3 +39,29 @@ def test_no_oversized_blocks_leaves_rules_alone(spark):
     assert plan.pairs_per_rule == [1]
     assert capped == ["l.family_name = r.family_name"] and dropped == []
     assert flagged.columns == records.columns
+
+
+def test_pairs_of_equi_join_rules_from_block_sizes_equal_a_pairwise_count(spark):
+    from itertools import combinations
+
+    from tre_link.linkage import probabilistic
+
+    rows = [
+        ("a", "111", "ANN", "LEE", "1980-01-01"), ("b", "111", "ANN", "LEE", "1980-01-01"),
+        ("c", None, "ANN", "LEE", "1980-01-01"), ("d", "222", "ANN", "LEE", "1980-01-01"),
+        ("e", "222", "BOB", "RAY", None), ("f", "222", "BOB", "RAY", None), ("g", None, None, "RAY", "1990-02-02"),
+        ("h", None, "CAT", "DOE", "1970-03-03"), ("i", "333", "CAT", "DOE", "1970-03-03"),
+    ]
+    records = spark.createDataFrame(
+        rows, "unique_id string, nhs_number_digits string, given_name string, family_name string, dob string"
+    )
+    probabilistic.register_view(records)
+
+    def same(l, r, fields):  # an equi-join: every key present and equal
+        return all(l[f] is not None and l[f] == r[f] for f in fields)
+
+    by_rule = [(1,), (2, 3, 4)]
+    expected = sum(any(same(l, r, fields) for fields in by_rule) for l, r in combinations(rows, 2))
+    assert expected == 10  # 4 by NHS number, 7 by name and DOB, a-b by both
+    assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES) == expected
+    assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES[:1]) == 4

@@ -158,4 +158,5 @@ def test_blocking_over_the_limit_stops_before_scoring(spark, demo_run):
     tight = cfg.linkage.model_copy(update={"max_comparisons": 10})
     prepared = prepare_records(pipeline.read_standardised(spark, cfg))
     with pytest.raises(ConfigError, match=r"would score up to [\d,]+ pairs, over linkage.max_comparisons=10"):
-        link_records(spark, prepared, tight, demo_run.summary["model_json"])
+        with link_records(spark, prepared, tight, demo_run.summary["model_json"]):
+            pass

@@ -78,3 +78,16 @@ def test_duplicate_profile(spark):
         "duplicate_identifier_rows long",
     )
     assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_profile_observed_during_a_write_equals_the_aggregated_profile(spark):
+    from pyspark.sql import Observation
+
+    from tre_link.quality import profile_counts, profile_from_counts
+
+    gp = spark.createDataFrame(ROWS, STD_SCHEMA).where("source = 'gp'")
+    observation = Observation("quality")
+    gp.observe(observation, *profile_counts()).write.format("noop").mode("overwrite").save()
+    got = profile_from_counts(spark, "gp", observation.get).orderBy("field")
+    assert_df_equality(got, quality_profile(gp).orderBy("field"), ignore_nullable=True, allow_nan_equality=True)
+    assert {r.field: (r.rows, r.present, r.valid) for r in got.collect()}["nhs_number"] == (4, 3, 2)

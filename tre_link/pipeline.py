@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from tre_link import linkage, quality, standardise, tracking
@@ -89,24 +89,24 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
     profiles = []
     for source in cfg.sources:
         raw = read_delta(spark, source.path, source.version, table=source.name)
-        # Cached so the checks and the write compute the standardisation once.
-        standardised = standardise.standardise_source(raw.df, source).persist()
+        standardised = standardise.standardise_source(raw.df, source)
+        # Checked before anything is written; the standardisation itself runs once, in the write,
+        # and the quality profile is counted as the rows go by.
         before = standardise.check_standardised(standardised, source.name)["rows"]
         records = standardised
         if opt_outs is not None:
             records = remove_opt_outs(records, opt_outs, linkage_key=key if source.nhs_number_form == "token" else None)
         if cfg.linkage.nhs_number_form == "token" and source.nhs_number_form == "plain":
             records = _tokenise(records, key)
-        write_delta(records, zones.standardised(source.name))
-        standardised.unpersist()
-        kept = spark.read.format("delta").load(zones.standardised(source.name))
-        after = kept.count()
-        profiles.append(quality.quality_profile(kept))
+        profile = Observation(f"quality_profile_{source.name}")
+        write_delta(records.observe(profile, *quality.profile_counts()), zones.standardised(source.name))
+        counts = profile.get
+        profiles.append(quality.profile_from_counts(spark, source.name, counts))
         report["sources"][source.name] = {
             "path": source.path,
             "version": raw.version,
             "records": before,
-            "opted_out": before - after,
+            "opted_out": before - counts["rows"],
         }
         log.info("standardise: source %s at version %d done", source.name, raw.version)
     write_delta(linkage.union_sources(profiles), zones.quality_profile)
@@ -120,38 +120,32 @@ def read_standardised(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     return linkage.union_sources(tables)
 
 
-def _read_prepared(spark: SparkSession, cfg: JobConfig) -> DataFrame:
-    return linkage.prepare_records(read_standardised(spark, cfg))
-
-
 def run_train(spark: SparkSession, cfg: JobConfig) -> dict:
     zones = Zones(cfg.output.linkage_zone)
-    # Training caches the narrow columns it reads itself; caching all of them here would double it.
-    path = linkage.train_model(spark, _read_prepared(spark, cfg), cfg.linkage, cfg.seed, zones.model_json)
+    # Training reads no deterministic key: only the records with their unique_id.
+    records = linkage.with_unique_id(read_standardised(spark, cfg))
+    path = linkage.train_model(spark, records, cfg.linkage, cfg.seed, zones.model_json)
     return {"model_json": path}
 
 
 def run_link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None) -> dict:
     zones = Zones(cfg.output.linkage_zone)
-    prepared = _read_prepared(spark, cfg).persist()
-    try:
-        outputs = linkage.link_records(spark, prepared, cfg.linkage, model_json or zones.model_json)
+    prepared = linkage.prepare_records(read_standardised(spark, cfg))
+    with linkage.link_records(spark, prepared, cfg.linkage, model_json or zones.model_json) as outputs:
         write_delta(outputs.links, zones.links)
         write_delta(outputs.person_index, zones.person_index)
-        conflicts = prepared.where("nhs_dob_conflict").count()
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = [(r["bin_start"], r["count"]) for r in match_weight_histogram(outputs.scored_pairs).collect()]
-    finally:
-        prepared.unpersist()
+        scored_pairs = outputs.scored_pairs.count()
     links = spark.read.format("delta").load(zones.links)
     person_index = spark.read.format("delta").load(zones.person_index)
     by_method = {row["link_method"]: row["count"] for row in links.groupBy("link_method").count().collect()}
     return {
         "estimated_comparisons": outputs.estimated_comparisons,
-        "scored_pairs": outputs.scored_pairs.count(),
+        "scored_pairs": scored_pairs,
         "links_deterministic": by_method.get("deterministic", 0),
         "links_probabilistic": by_method.get("probabilistic", 0),
-        "nhs_dob_conflicts": conflicts,
+        "nhs_dob_conflicts": outputs.nhs_dob_conflicts,
         "oversized_blocks_dropped": sum(d.blocks for d in outputs.dropped_blocks),
         "records_in_dropped_blocks": sum(d.records for d in outputs.dropped_blocks),
         "records_indexed": person_index.count(),

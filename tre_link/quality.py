@@ -23,11 +23,12 @@ duplicate_profile: one row per source.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 PROFILE_FIELDS = ("nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
 DUPLICATE_KEY = ("nhs_number", "given_name", "family_name", "dob", "postcode")
+PROFILE_COUNTS = ("rows", *(f"{field}__{count}" for field in PROFILE_FIELDS for count in ("present", "valid")))
 
 
 def _present_valid(field: str) -> tuple[Column, Column]:
@@ -40,14 +41,31 @@ def _present_valid(field: str) -> tuple[Column, Column]:
     return valid, valid
 
 
-def quality_profile(standardised: DataFrame) -> DataFrame:
-    """Per (source, field) completeness and validity counts, from one aggregate pass."""
-    aggs = [F.count(F.lit(1)).alias("rows")]
+def profile_counts() -> list[Column]:
+    """The aggregates behind a quality profile, named by `PROFILE_COUNTS`: rows, and per field
+    present and valid. Usable in groupBy().agg() or as observed metrics of a write."""
+    aggs = [F.count(F.lit(1))]
     for field in PROFILE_FIELDS:
         present, valid = _present_valid(field)
-        aggs.append(F.count(F.when(present, F.lit(1))).alias(f"{field}__present"))
-        aggs.append(F.count(F.when(valid, F.lit(1))).alias(f"{field}__valid"))
-    wide = standardised.groupBy("source").agg(*aggs)
+        aggs += [F.count(F.when(present, F.lit(1))), F.count(F.when(valid, F.lit(1)))]
+    return [agg.alias(name) for agg, name in zip(aggs, PROFILE_COUNTS)]
+
+
+def quality_profile(standardised: DataFrame) -> DataFrame:
+    """Per (source, field) completeness and validity counts, from one aggregate pass."""
+    return _profile_rows(standardised.groupBy("source").agg(*profile_counts()))
+
+
+def profile_from_counts(spark: SparkSession, source: str, counts: dict) -> DataFrame:
+    """The quality profile of one source from its `profile_counts` already computed, e.g.
+    observed while the source was written (counts only, one row of them)."""
+    # Literals in one JVM-side row: a frame made from a Python list would start a Python worker.
+    row = [F.lit(source).alias("source"), *(F.lit(counts[name]).cast("long").alias(name) for name in PROFILE_COUNTS)]
+    return _profile_rows(spark.range(1).select(*row))
+
+
+def _profile_rows(wide: DataFrame) -> DataFrame:
+    """One row per (source, field) from one row per source of `profile_counts`."""
     long = wide.select(
         "source",
         "rows",

@@ -7,6 +7,8 @@ below hold the pieces.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
 
@@ -47,51 +49,65 @@ class LinkOutputs:
     scored_pairs: DataFrame  # every scored undecided pair, materialised: for the match-weight histogram
     estimated_comparisons: int
     dropped_blocks: list[DroppedBlocks]
+    nhs_dob_conflicts: int  # records whose valid NHS number came with a disagreeing DOB
 
 
-def train_model(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
-    """Train the Fellegi-Sunter model on the prepared records and save it as Splink JSON."""
-    return probabilistic.save_model(probabilistic.train(spark, prepared, linkage, seed), model_path)
+def train_model(spark: SparkSession, records: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
+    """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON."""
+    return probabilistic.save_model(probabilistic.train(spark, records, linkage, seed), model_path)
 
 
-def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> LinkOutputs:
-    """Score undecided pairs with a trained model, add deterministic links, cluster."""
-    plan = plan_blocking(
-        prepared, [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict],
-        linkage.max_block_comparisons,
-    )
-    for drop in plan.dropped:
-        log.warning(
-            "oversized blocks dropped from rule %r: %s blocks holding %s records (disclosure-controlled)",
-            drop.rule, release_count(drop.blocks) or "<10", release_count(drop.records) or "<10",
-        )
+# What linking reads of each prepared record beyond the model's and the rules' columns.
+_LINK_COLUMNS = ("source", "record_id", "deterministic_nhs", "nhs_dob_conflict")
+
+
+@contextmanager
+def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> Iterator[LinkOutputs]:
+    """Score undecided pairs with a trained model, add deterministic links, cluster.
+
+    The prepared records are read once into one narrow cache that blocking, scoring, the
+    deterministic links and clustering all share; the outputs are lazy frames over it, so
+    write them inside the `with` block (the cache is released when it ends)."""
     model = probabilistic.load_model(model_path)
-    registered = probabilistic.register_records(plan.records, model, plan.rules)
-    estimated = sum(
-        pairs if pairs is not None else probabilistic.count_pairs(spark, [rule])
-        for rule, pairs in zip(plan.rules, plan.pairs_per_rule)
-    )
-    _guard_comparison_count(estimated, linkage)
-    log.info("blocking will score at most %s undecided pairs", f"{estimated:,}")
-    # Materialised once, lineage cut: links, clustering and the histogram all read these pairs,
-    # and none of them may score again. (A local checkpoint: a lost executor fails the job
-    # rather than recomputing, which a rerun repeats exactly.)
-    scored = probabilistic.score(spark, model, plan.rules, undecided_if_null="deterministic_nhs").localCheckpoint(
-        eager=True
-    )
-    registered.unpersist()
-    probabilistic_links = scored.where(
-        F.col("match_probability") >= linkage.threshold_match_probability
-    ).withColumn("link_method", F.lit("probabilistic"))
-    links = deterministic_edges(prepared).unionByName(probabilistic_links)
-    person_index = cluster_records(spark, prepared, links)
-    return LinkOutputs(
-        links=_with_record_keys(links),
-        person_index=person_index,
-        scored_pairs=scored,
-        estimated_comparisons=estimated,
-        dropped_blocks=plan.dropped,
-    )
+    rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
+    registered = probabilistic.register_records(prepared, model, rules, keep=_LINK_COLUMNS, by_id=True)
+    try:
+        plan = plan_blocking(registered, rules, linkage.max_block_comparisons)
+        for drop in plan.dropped:
+            log.warning(
+                "oversized blocks dropped from rule %r: %s blocks holding %s records (disclosure-controlled)",
+                drop.rule, release_count(drop.blocks) or "<10", release_count(drop.records) or "<10",
+            )
+        if plan.dropped:  # the capped rules read the flags plan_blocking added
+            flagged = probabilistic.register_view(plan.records)
+            registered.unpersist()
+            registered = flagged
+        estimated = sum(
+            pairs if pairs is not None else probabilistic.count_pairs(spark, [rule])
+            for rule, pairs in zip(plan.rules, plan.pairs_per_rule)
+        )
+        _guard_comparison_count(estimated, linkage)
+        log.info("blocking will score at most %s undecided pairs", f"{estimated:,}")
+        # Materialised once, lineage cut: links, clustering and the histogram all read these pairs,
+        # and none of them may score again. (A local checkpoint: a lost executor fails the job
+        # rather than recomputing, which a rerun repeats exactly.)
+        scored = probabilistic.score(spark, model, plan.rules, undecided_if_null="deterministic_nhs").localCheckpoint(
+            eager=True
+        )
+        probabilistic_links = scored.where(
+            F.col("match_probability") >= linkage.threshold_match_probability
+        ).withColumn("link_method", F.lit("probabilistic"))
+        links = deterministic_edges(registered).unionByName(probabilistic_links)
+        yield LinkOutputs(
+            links=_with_record_keys(links),
+            person_index=cluster_records(spark, registered, links),
+            scored_pairs=scored,
+            estimated_comparisons=estimated,
+            dropped_blocks=plan.dropped,
+            nhs_dob_conflicts=registered.where("nhs_dob_conflict").count(),
+        )
+    finally:
+        registered.unpersist()
 
 
 def _guard_comparison_count(estimated: int, linkage: LinkageConfig) -> None:
@@ -108,8 +124,9 @@ def _with_record_keys(links: DataFrame) -> DataFrame:
     def split(side: str):
         uid = F.col(f"unique_id_{side}")
         return [
-            F.regexp_extract(uid, r"^([^:]+):", 1).alias(f"source_{side}"),
-            F.regexp_extract(uid, r"^[^:]+:(.*)$", 1).alias(f"record_id_{side}"),
+            # source names hold no colon, record ids may: split at the first one
+            F.substring_index(uid, ":", 1).alias(f"source_{side}"),
+            F.expr(f"substr(unique_id_{side}, instr(unique_id_{side}, ':') + 1)").alias(f"record_id_{side}"),
         ]
 
     return links.select(*split("l"), *split("r"), "match_weight", "match_probability", "link_method")

@@ -38,6 +38,23 @@ def equi_join_keys(rule: str) -> list[str]:
     return [left for left, _ in _as_blocking_rule(rule, "spark")._equi_join_conditions]
 
 
+def pure_equi_join_keys(rule: str) -> list[str] | None:
+    """A rule's keys when it is nothing but `l.x = r.x` conditions, so the pairs it makes follow
+    from block sizes alone; None for any other rule."""
+    parsed = _as_blocking_rule(rule, "spark")
+    conditions = parsed._equi_join_conditions
+    filters = parsed._filter_conditions  # what is left beside the equi-joins: '' or 'TRUE' when nothing
+    if not conditions or filters.upper() not in ("", "TRUE") or any(left != right for left, right in conditions):
+        return None
+    return [left for left, _ in conditions]
+
+
+def pairs_in_blocks(records: DataFrame, keys: list[str]) -> DataFrame:
+    """One row, one column `pairs`: the pairs an equi-join on `keys` makes, n(n-1)/2 per block."""
+    n = F.col("_n")
+    return block_sizes(records, keys).agg(F.coalesce(F.sum(n * (n - 1) / 2), F.lit(0)).cast("long").alias("pairs"))
+
+
 def _undecided_pairs(total, undecided):
     # pairs with at least one undecided record: undecided x decided, plus undecided among themselves
     return undecided * (total - undecided) + undecided * (undecided - 1) / 2

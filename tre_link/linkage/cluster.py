@@ -26,9 +26,11 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
     # by every iteration of connected components.
     node_of = _collapse_deterministic_groups(nodes).localCheckpoint(eager=True)
     probabilistic = links.where(F.col("link_method") == "probabilistic")
+    # Each join hashes its smaller side (the links, the components) rather than sorting both.
     edges = (
-        probabilistic.join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")),
-                           "unique_id_l")
+        probabilistic.hint("shuffle_hash")
+        .join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")), "unique_id_l")
+        .hint("shuffle_hash")
         .join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_r"), F.col("node").alias("node_r")), "unique_id_r")
         .where(F.col("node_l") != F.col("node_r"))
         .select(F.col("node_l").alias("unique_id_l"), F.col("node_r").alias("unique_id_r"))
@@ -52,8 +54,8 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
         .withColumn("_probabilistic", F.lit(True))
     )
     clustered = (
-        node_of.join(components, on="node", how="left")
-        .join(probabilistic_ends, on=UNIQUE_ID, how="left")
+        node_of.join(components.hint("shuffle_hash"), on="node", how="left")
+        .join(probabilistic_ends.hint("shuffle_hash"), on=UNIQUE_ID, how="left")
         .withColumn("cluster_id", F.coalesce("cluster_id", "node"))
     )
     deterministic, probabilistic_end = F.col("_in_deterministic_group"), F.col("_probabilistic").isNotNull()

@@ -40,10 +40,11 @@ def assign_deterministic_keys(records: DataFrame) -> DataFrame:
 def deterministic_edges(keyed_records: DataFrame) -> DataFrame:
     """A star of edges per NHS number, from its smallest unique_id to every other record:
     n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected components."""
-    keyed = keyed_records.where(F.col("deterministic_nhs").isNotNull())
-    anchors = keyed.groupBy("deterministic_nhs").agg(F.min(UNIQUE_ID).alias("unique_id_l"))
+    # A window, not a join back to each group's anchor: one shuffle of the keyed records.
+    anchor = F.min(UNIQUE_ID).over(Window.partitionBy("deterministic_nhs"))
     return (
-        keyed.join(anchors, on="deterministic_nhs")
+        keyed_records.where(F.col("deterministic_nhs").isNotNull())
+        .select(UNIQUE_ID, anchor.alias("unique_id_l"))
         .where(F.col(UNIQUE_ID) != F.col("unique_id_l"))
         .select(
             "unique_id_l",

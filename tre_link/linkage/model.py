@@ -90,13 +90,32 @@ def _postcode() -> cl.CustomComparison:
     )
 
 
+def nhs_number_one_edit() -> cll.CustomLevel:
+    """Damerau-Levenshtein distance <= 1 behind a cheap guard, with the same result.
+
+    Splink's damerau_levenshtein on Spark costs about 3 µs a pair, 15 times jaro_winkler, and
+    most pairs scored or sampled hold different numbers. One edit (substitution, adjacent
+    transposition, insertion or deletion) leaves two strings of 9+ characters agreeing on their
+    first 4 or their last 4 characters, so the guard skips the distance only where it exceeds 1.
+    Plain SQL, so the model runs the same on DuckDB (the registered pyfunc model)."""
+    left, right = "nhs_number_digits_l", "nhs_number_digits_r"
+    guard = (
+        f"(left({left}, 4) = left({right}, 4) or right({left}, 4) = right({right}, 4)"
+        f" or length({left}) < 9 or length({right}) < 9)"
+    )
+    return cll.CustomLevel(
+        f"{guard} and damerau_levenshtein({left}, {right}) <= 1",
+        "Damerau-Levenshtein distance of nhs_number_digits <= 1",
+    )
+
+
 def _nhs_number() -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="nhs_number",
         comparison_levels=[
             cll.NullLevel("nhs_number_digits"),
             cll.ExactMatchLevel("nhs_number_digits"),
-            cll.DamerauLevenshteinLevel("nhs_number_digits", 1),
+            nhs_number_one_edit(),
             cll.ElseLevel(),
         ],
     )

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from functools import reduce
+from itertools import combinations
 from pathlib import Path
 
 import sqlglot
@@ -38,7 +40,7 @@ from splink.internals.settings import Settings
 from splink.internals.spark.spark_helpers import custom_spark_dialect  # noqa: F401  (registers "customspark" in sqlglot)
 
 from tre_link.config import LinkageConfig
-from tre_link.linkage.blocks import block_sizes, equi_join_keys
+from tre_link.linkage.blocks import equi_join_keys, pairs_in_blocks, pure_equi_join_keys
 from tre_link.linkage.model import UNIQUE_ID, build_settings
 
 log = logging.getLogger(__name__)
@@ -80,11 +82,16 @@ def save_model(model: Settings, path: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def register_records(records: DataFrame, model: Settings, rules: list[str]) -> DataFrame:
-    """The columns the model and the rules read, with Splink's term frequencies, cached and
-    registered as the one view every pair-making join reads from both sides."""
+def register_records(records: DataFrame, model: Settings, rules: list[str], *, keep: tuple[str, ...] = (),
+                     by_id: bool = False) -> DataFrame:
+    """The columns the model and the rules read (plus `keep`), with Splink's term frequencies,
+    cached and registered as the one view every pair-making join reads from both sides.
+
+    `by_id` hash-partitions the cache by unique_id, so scoring's pairs fetch their columns by id
+    without shuffling the records again."""
     needed = [c.unquote().name for c in model._columns_used_by_comparisons]
     needed += [c for rule in rules for c in get_columns_used_from_sql(rule, "spark") if c not in needed]
+    needed += [c for c in keep if c not in needed]
     narrow = records.select(*needed)
     with_tf = narrow
     for column in (c.unquote().name for c in model._term_frequency_columns):
@@ -95,7 +102,12 @@ def register_records(records: DataFrame, model: Settings, rules: list[str]) -> D
         )
         # One row per distinct value: broadcast, so the records are not shuffled for it.
         with_tf = with_tf.join(F.broadcast(frequencies), on=column, how="left")
-    registered = with_tf.persist()
+    return register_view(with_tf.repartition(UNIQUE_ID) if by_id else with_tf)
+
+
+def register_view(records: DataFrame) -> DataFrame:
+    """Cache `records` and make them the view the pair-making SQL reads."""
+    registered = records.persist()
     registered.createOrReplaceTempView(RECORDS_VIEW)
     return registered
 
@@ -134,19 +146,21 @@ def _fetched_pairs_sql(model: Settings, rules: list[str], undecided_if_null: str
     the rules read, then the pairs fetch the columns Splink's comparisons read, once, by id.
 
     The blocking joins shuffle every record once per rule, so keeping them narrow matters more
-    than the extra join by id.
+    than the extra join by id. Each rule's join hashes its left side rather than sorting both:
+    the left is the smaller (the undecided records, or any side alike).
 
     `undecided_if_null` names a column null on undecided records, for rules that already admit
     only pairs with an undecided record. Each rule's join then takes its left side from the
     undecided records alone, so the pairs of two decided records, which the rules would only
     reject, are never made. The ids are put in order afterwards."""
+    hint = "/*+ SHUFFLE_HASH(l) */ "
     if undecided_if_null is None:
-        ids = _pairs_sql(rules, [f"l.{UNIQUE_ID} as __id_l", f"r.{UNIQUE_ID} as __id_r"])
+        ids = _pairs_sql(rules, [f"l.{UNIQUE_ID} as __id_l", f"r.{UNIQUE_ID} as __id_r"], hint=hint)
     else:
         undecided = f"(select * from {RECORDS_VIEW} where {undecided_if_null} is null)"
         ordered = [f"least(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_l", f"greatest(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_r"]
         # Decided on the right: every such pair once. Undecided on both sides: ordered by id, as usual.
-        ids = _pairs_sql(rules, ordered, left=undecided,
+        ids = _pairs_sql(rules, ordered, hint=hint, left=undecided,
                          pair_condition=f"(r.{undecided_if_null} is not null or l.{UNIQUE_ID} < r.{UNIQUE_ID})")
     return (
         f"select {', '.join(model._columns_to_select_for_blocking)}, p.match_key\n"
@@ -194,8 +208,22 @@ def _record_sample(fraction: float, seed: int) -> str:
 
 
 def count_pairs(spark: SparkSession, rules: list[str]) -> int:
-    """Pairs the rules admit together, counted without materialising them."""
-    return int(spark.sql(f"select count(*) as n from ({_pairs_sql(rules, [])})").first()["n"])
+    """Pairs the rules admit together, counted without materialising them.
+
+    When every rule is a plain equi-join, the count comes from block sizes by inclusion-exclusion
+    (the pairs several rules all admit are the blocks of all their keys at once), one
+    aggregation per combination, in one Spark job; otherwise by joining."""
+    keys = [pure_equi_join_keys(rule) for rule in rules]
+    if not all(keys) or len(rules) > 4:
+        return int(spark.sql(f"select count(*) as n from ({_pairs_sql(rules, [])})").first()["n"])
+    records = spark.table(RECORDS_VIEW)
+    terms = [
+        pairs_in_blocks(records, list(dict.fromkeys(key for rule_keys in subset for key in rule_keys)))
+        .select((F.col("pairs") * (-1) ** (size + 1)).alias("pairs"))
+        for size in range(1, len(rules) + 1)
+        for subset in combinations(keys, size)
+    ]
+    return int(reduce(DataFrame.unionByName, terms).agg(F.sum("pairs")).first()[0])
 
 
 def estimate_prior(spark: SparkSession, model: Settings, record_count: int) -> None:
@@ -265,8 +293,7 @@ def _pairs_per_rule(spark: SparkSession, rule: str) -> int:
     keys = equi_join_keys(rule)
     if not keys:
         return count_pairs(spark, [rule])
-    sizes = block_sizes(spark.table(RECORDS_VIEW), keys)
-    return int(sizes.agg(F.sum(F.col("_n") * (F.col("_n") - 1) / 2)).first()[0] or 0)
+    return int(pairs_in_blocks(spark.table(RECORDS_VIEW), keys).first()["pairs"])
 
 
 def _patterns_as_vectors(duckdb: DuckDBAPI, counts: list[dict], gammas: list[str]):
