@@ -103,7 +103,7 @@ class LinkageConfig(_Strict):
     )
     u_max_pairs: float = Field(5e6, gt=0)
     em_max_pairs: float | None = Field(
-        1e6, gt=0, description="Sample EM training pairs down to about this many (EM needs counts of patterns, not all pairs)."
+        5e5, gt=0, description="Sample EM training pairs down to about this many (EM needs counts of patterns, not all pairs)."
     )
     model: str | None = Field(None, description="Splink JSON path or models:/NAME@ALIAS; trains when absent.")
     term_frequency_columns: list[str] = Field(default_factory=lambda: ["given_name", "family_name"])
