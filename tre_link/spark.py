@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tre_link.config import SparkSettings
 from tre_link.errors import EnvironmentProblem
@@ -87,3 +89,19 @@ def register_splink_udfs(spark) -> None:
 
     for udf in get_scala_udfs():
         spark.udf.registerJavaFunction(*udf)
+
+
+@contextmanager
+def sql_conf(spark, settings: dict[str, str]) -> Iterator[None]:
+    """Runtime SQL settings for the work inside the block only; the session's own come back after."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
