@@ -23,7 +23,7 @@ def test_bench_smoke(tmp_path):
     assert result["records"]["total"] > 300
     assert set(result["records"]["per_source"]) == {"gp", "hospital", "council"}
     assert result["records"]["baseline_input"] == result["records"]["total"]
-    assert set(result["engines"]) == {"tre_link", "duckdb"}
+    assert set(result["engines"]) == {"tre_link", "duckdb", "duckdb_tre_link_model"}
     for engine in result["engines"].values():
         for field in ("stage_seconds", "total_seconds", "comparisons_scored", "links"):
             assert field in engine

@@ -109,29 +109,32 @@ def nhs_number_one_edit() -> cll.CustomLevel:
     )
 
 
-def _nhs_number() -> cl.CustomComparison:
+def _nhs_number(one_edit: cll.ComparisonLevelCreator) -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="nhs_number",
         comparison_levels=[
             cll.NullLevel("nhs_number_digits"),
             cll.ExactMatchLevel("nhs_number_digits"),
-            nhs_number_one_edit(),
+            one_edit,
             cll.ElseLevel(),
         ],
     )
 
 
-def build_settings(linkage: LinkageConfig) -> SettingsCreator:
+def build_settings(linkage: LinkageConfig, *, plain_splink_levels: bool = False) -> SettingsCreator:
     """Splink settings for linking and deduplicating all sources at once.
 
     Sources are unioned into one table with a source-qualified unique_id, so
     `dedupe_only` over the union is link-and-dedupe across every source.
+    `plain_splink_levels` puts Splink's own Damerau-Levenshtein level where tre-link has its
+    guarded one: the same model as a plain Splink user would write it (benchmark baselines).
     """
+    one_edit = cll.DamerauLevenshteinLevel("nhs_number_digits", 1) if plain_splink_levels else nhs_number_one_edit()
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID,
         comparisons=[
-            _nhs_number(),
+            _nhs_number(one_edit),
             _given_name(),
             _family_name(),
             _dob(),
