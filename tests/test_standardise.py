@@ -24,6 +24,7 @@ from tre_link.standardise import (
     first_token,
     parse_dob,
     postcode_columns,
+    source_record_ids,
     standardise_source,
 )
 
@@ -306,6 +307,21 @@ def test_duplicate_and_null_record_ids(spark):
     assert "1 row(s) with a null record_id" in message
     assert "ANN" not in message and "'a'" not in message
     check_record_ids(df.where("record_id = 'c'"), "hes")  # clean ids pass
+
+
+def test_record_ids_counted_from_the_source_match_the_standardised_ones(spark):
+    raw = spark.createDataFrame(
+        [(7, None, "Ann", "Lee", None, None, None, None), (7, None, "Bob", "Lee", None, None, None, None),
+         (None, None, "Cat", "Lee", None, None, None, None), (8, None, "Dan", "Lee", None, None, None, None)],
+        RAW_SCHEMA,
+    )
+    standardised = standardise_source(raw, GP, today=TODAY)
+    ids = source_record_ids(raw, GP)
+    assert ids.columns == ["record_id"] and ids.schema == standardised.select("record_id").schema
+    assert sorted(ids.collect(), key=str) == sorted(standardised.select("record_id").collect(), key=str)
+    with pytest.raises(InputDataError, match=r"table gp: column 'record_id': 1 row\(s\) with a null record_id; "
+                                             r"1 record_id value\(s\) occur more than once"):
+        check_standardised(standardised, "gp", record_ids=ids)
 
 
 def test_all_identifiers_null_and_empty_table(spark):

@@ -92,7 +92,9 @@ def run_standardise(spark: SparkSession, cfg: JobConfig) -> dict:
         standardised = standardise.standardise_source(raw.df, source)
         # Checked before anything is written; the standardisation itself runs once, in the write,
         # and the quality profile is counted as the rows go by.
-        before = standardise.check_standardised(standardised, source.name)["rows"]
+        before = standardise.check_standardised(
+            standardised, source.name, record_ids=standardise.source_record_ids(raw.df, source)
+        )["rows"]
         records = standardised
         if opt_outs is not None:
             records = remove_opt_outs(records, opt_outs, linkage_key=key if source.nhs_number_form == "token" else None)
