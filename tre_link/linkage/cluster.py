@@ -7,6 +7,7 @@ from pyspark.sql import functions as F
 from splink import SparkAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
+from tre_link.linkage.deterministic import group_anchor
 from tre_link.linkage.model import UNIQUE_ID
 
 
@@ -76,11 +77,10 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
 def _collapse_deterministic_groups(records: DataFrame) -> DataFrame:
     """unique_id, source, record_id -> node: the smallest unique_id sharing its deterministic key,
     or itself; and whether that group holds more than one record."""
-    group = Window.partitionBy("deterministic_nhs")
     keyed = records.where(F.col("deterministic_nhs").isNotNull()).select(
         UNIQUE_ID, "source", "record_id",
-        F.min(UNIQUE_ID).over(group).alias("node"),
-        (F.count(F.lit(1)).over(group) > 1).alias("_in_deterministic_group"),
+        group_anchor().alias("node"),
+        (F.count(F.lit(1)).over(Window.partitionBy("deterministic_nhs")) > 1).alias("_in_deterministic_group"),
     )
     unkeyed = records.where(F.col("deterministic_nhs").isNull()).select(
         UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(False).alias("_in_deterministic_group")

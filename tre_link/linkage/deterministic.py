@@ -4,7 +4,7 @@ probabilistic pass rather than linked silently."""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from tre_link.linkage.model import UNIQUE_ID
@@ -37,14 +37,18 @@ def assign_deterministic_keys(records: DataFrame) -> DataFrame:
     )
 
 
+def group_anchor() -> Column:
+    """Each record's deterministic group anchor: the smallest unique_id sharing its key. A window,
+    not a join back to each group: one shuffle of the keyed records."""
+    return F.min(UNIQUE_ID).over(Window.partitionBy("deterministic_nhs"))
+
+
 def deterministic_edges(keyed_records: DataFrame) -> DataFrame:
     """A star of edges per NHS number, from its smallest unique_id to every other record:
     n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected components."""
-    # A window, not a join back to each group's anchor: one shuffle of the keyed records.
-    anchor = F.min(UNIQUE_ID).over(Window.partitionBy("deterministic_nhs"))
     return (
         keyed_records.where(F.col("deterministic_nhs").isNotNull())
-        .select(UNIQUE_ID, anchor.alias("unique_id_l"))
+        .select(UNIQUE_ID, group_anchor().alias("unique_id_l"))
         .where(F.col(UNIQUE_ID) != F.col("unique_id_l"))
         .select(
             "unique_id_l",
