@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from tre_link import pipeline
 from tre_link.errors import ConfigError
 from tre_link.evaluate import evaluate_person_index
 from tre_link.linkage import link_records, prepare_records
 from tre_link.linkage.cluster import cluster_records
-from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
+from tre_link.linkage.deterministic import (
+    assign_deterministic_keys,
+    deterministic_edges,
+    deterministic_groups,
+    exclude_decided_pairs,
+)
 
 D1, D2 = dt.date(1980, 1, 2), dt.date(1980, 2, 1)
 RECORDS_SCHEMA = "unique_id string, nhs_number string, nhs_number_status string, dob date"
@@ -29,6 +35,8 @@ def test_deterministic_keys_hold_back_a_disagreeing_dob(spark):
             ("hospital:2", "9434765919", "valid", D2),  # same number, different DOB: reported, not linked
             ("council:1", "9434765919", "valid", None),  # no DOB to contradict: linked
             ("council:2", None, "bad_checksum", D1),
+            ("gp:3", "4010232137", "valid", D2),  # a tie between two DOBs: the earlier one wins
+            ("gp:4", "4010232137", "valid", D1),
         ],
         RECORDS_SCHEMA,
     )
@@ -40,18 +48,27 @@ def test_deterministic_keys_hold_back_a_disagreeing_dob(spark):
             ("hospital:2", None, True),
             ("council:1", "9434765919", False),
             ("council:2", None, False),
+            ("gp:3", None, True),
+            ("gp:4", "4010232137", False),
         ],
         "unique_id string, deterministic_nhs string, nhs_dob_conflict boolean",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_deterministic_edges_are_a_star_per_number(spark):
+def test_deterministic_groups_and_their_edges_are_a_star_per_number(spark):
     keyed = spark.createDataFrame(
-        [("a:1", "111"), ("b:1", "111"), ("c:1", "111"), ("d:1", "222"), ("e:1", None)],
+        [("b:1", "111"), ("a:1", "111"), ("c:1", "111"), ("d:1", "222"), ("e:1", None)],
         "unique_id string, deterministic_nhs string",
+    ).withColumns({"source": F.lit("s"), "record_id": F.col("unique_id")})
+    groups = deterministic_groups(keyed)
+    expected_groups = spark.createDataFrame(
+        [("a:1", "a:1", 3), ("b:1", "a:1", 3), ("c:1", "a:1", 3), ("d:1", "d:1", 1), ("e:1", "e:1", 1)],
+        "unique_id string, node string, node_size int",
     )
-    got = deterministic_edges(keyed).select("unique_id_l", "unique_id_r", "link_method")
+    assert_df_equality(groups.select("unique_id", "node", "node_size"), expected_groups,
+                       ignore_row_order=True, ignore_nullable=True)
+    got = deterministic_edges(groups).select("unique_id_l", "unique_id_r", "link_method")
     expected = spark.createDataFrame(
         [("a:1", "b:1", "deterministic"), ("a:1", "c:1", "deterministic")],
         "unique_id_l string, unique_id_r string, link_method string",
@@ -77,7 +94,7 @@ def test_person_index_from_deterministic_groups_and_probabilistic_links(spark):
          ("council:d1", "gp:c1", "probabilistic")],
         "unique_id_l string, unique_id_r string, link_method string",
     )
-    got = cluster_records(spark, nodes, links)
+    got = cluster_records(spark, deterministic_groups(nodes), links)
 
     def person(anchor: str) -> str:
         return hashlib.sha256(f"person:{anchor}".encode()).hexdigest()[:20]

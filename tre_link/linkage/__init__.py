@@ -21,7 +21,12 @@ from tre_link.disclosure import release_count
 from tre_link.errors import ConfigError
 from tre_link.linkage.blocks import DroppedBlocks, plan_blocking
 from tre_link.linkage.cluster import cluster_records
-from tre_link.linkage.deterministic import assign_deterministic_keys, deterministic_edges, exclude_decided_pairs
+from tre_link.linkage.deterministic import (
+    assign_deterministic_keys,
+    deterministic_edges,
+    deterministic_groups,
+    exclude_decided_pairs,
+)
 from tre_link.linkage.model import UNIQUE_ID
 from tre_link.spark import sql_conf
 
@@ -107,10 +112,12 @@ def link_records(spark: SparkSession, prepared: DataFrame, linkage: LinkageConfi
             probabilistic_links = scored.where(
                 F.col("match_probability") >= linkage.threshold_match_probability
             ).withColumn("link_method", F.lit("probabilistic"))
-            links = deterministic_edges(registered).unionByName(probabilistic_links)
+            # Materialised once: the deterministic edges and clustering both read the groups.
+            groups = deterministic_groups(registered).localCheckpoint(eager=True)
+            links = deterministic_edges(groups).unionByName(probabilistic_links)
             yield LinkOutputs(
                 links=_with_record_keys(links),
-                person_index=cluster_records(spark, registered, links),
+                person_index=cluster_records(spark, groups, links),
                 scored_pairs=scored,
                 estimated_comparisons=estimated,
                 dropped_blocks=plan.dropped,

@@ -7,32 +7,30 @@ from pyspark.sql import functions as F
 from splink import SparkAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-from tre_link.linkage.deterministic import group_anchor
 from tre_link.linkage.model import UNIQUE_ID
 
 
-def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> DataFrame:
+def cluster_records(spark: SparkSession, groups: DataFrame, links: DataFrame) -> DataFrame:
     """Connected components over every link (all of them already at or above threshold).
 
-    Records sharing a deterministic key are one component already, so each such group is
-    collapsed to one node first and Splink's connected components runs only on the nodes
-    probabilistic links touch: a graph a small fraction of the records' size.
+    Records sharing a deterministic key are one component already, so `groups`
+    (`deterministic_groups`) collapses each such group to one node, its anchor, and Splink's
+    connected components runs only on the nodes probabilistic links touch: a graph a small
+    fraction of the records' size.
 
     Returns `person_index`: source, record_id, person_id, cluster_size, link_method, where
     link_method says how the record joined its cluster: deterministic, probabilistic, both,
     or singleton. person_id is derived from the cluster's smallest unique_id, so it is stable
     across reruns on the same inputs.
     """
-    # Materialised once: node_of is read for the edges and again for the index, and the edges
-    # by every iteration of connected components.
-    node_of = _collapse_deterministic_groups(nodes).localCheckpoint(eager=True)
     probabilistic = links.where(F.col("link_method") == "probabilistic")
-    # Each join hashes its smaller side (the links, the components) rather than sorting both.
+    # Materialised once: connected components reads the edges in every iteration. Each join
+    # hashes its smaller side (the links, the components) rather than sorting both.
     edges = (
         probabilistic.hint("shuffle_hash")
-        .join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")), "unique_id_l")
+        .join(groups.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")), "unique_id_l")
         .hint("shuffle_hash")
-        .join(node_of.select(F.col(UNIQUE_ID).alias("unique_id_r"), F.col("node").alias("node_r")), "unique_id_r")
+        .join(groups.select(F.col(UNIQUE_ID).alias("unique_id_r"), F.col("node").alias("node_r")), "unique_id_r")
         .where(F.col("node_l") != F.col("node_r"))
         .select(F.col("node_l").alias("unique_id_l"), F.col("node_r").alias("unique_id_r"))
     ).localCheckpoint(eager=True)
@@ -55,11 +53,11 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
         .withColumn("_probabilistic", F.lit(True))
     )
     clustered = (
-        node_of.join(components.hint("shuffle_hash"), on="node", how="left")
+        groups.join(components.hint("shuffle_hash"), on="node", how="left")
         .join(probabilistic_ends.hint("shuffle_hash"), on=UNIQUE_ID, how="left")
         .withColumn("cluster_id", F.coalesce("cluster_id", "node"))
     )
-    deterministic, probabilistic_end = F.col("_in_deterministic_group"), F.col("_probabilistic").isNotNull()
+    deterministic, probabilistic_end = F.col("node_size") > 1, F.col("_probabilistic").isNotNull()
     cluster = Window.partitionBy("cluster_id")
     return clustered.select(
         "source",
@@ -72,17 +70,3 @@ def cluster_records(spark: SparkSession, nodes: DataFrame, links: DataFrame) -> 
         .otherwise(F.lit("singleton"))
         .alias("link_method"),
     )
-
-
-def _collapse_deterministic_groups(records: DataFrame) -> DataFrame:
-    """unique_id, source, record_id -> node: the smallest unique_id sharing its deterministic key,
-    or itself; and whether that group holds more than one record."""
-    keyed = records.where(F.col("deterministic_nhs").isNotNull()).select(
-        UNIQUE_ID, "source", "record_id",
-        group_anchor().alias("node"),
-        (F.count(F.lit(1)).over(Window.partitionBy("deterministic_nhs")) > 1).alias("_in_deterministic_group"),
-    )
-    unkeyed = records.where(F.col("deterministic_nhs").isNull()).select(
-        UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(False).alias("_in_deterministic_group")
-    )
-    return keyed.unionByName(unkeyed)

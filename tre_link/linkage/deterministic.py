@@ -4,7 +4,7 @@ probabilistic pass rather than linked silently."""
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from tre_link.linkage.model import UNIQUE_ID
@@ -37,26 +37,33 @@ def assign_deterministic_keys(records: DataFrame) -> DataFrame:
     )
 
 
-def group_anchor() -> Column:
-    """Each record's deterministic group anchor: the smallest unique_id sharing its key. A window,
-    not a join back to each group: one shuffle of the keyed records."""
-    return F.min(UNIQUE_ID).over(Window.partitionBy("deterministic_nhs"))
+def deterministic_groups(keyed_records: DataFrame) -> DataFrame:
+    """unique_id, source, record_id -> node: the anchor of the record's deterministic group (the
+    smallest unique_id sharing its key), or the record itself when it has no key; and node_size,
+    the records in that group (1 without a key). A window, not a join back to each group: one
+    shuffle of the keyed records."""
+    group = Window.partitionBy("deterministic_nhs")
+    keyed = keyed_records.where(F.col("deterministic_nhs").isNotNull()).select(
+        UNIQUE_ID, "source", "record_id",
+        F.min(UNIQUE_ID).over(group).alias("node"),
+        F.count(F.lit(1)).over(group).cast("int").alias("node_size"),
+    )
+    unkeyed = keyed_records.where(F.col("deterministic_nhs").isNull()).select(
+        UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(1).alias("node_size")
+    )
+    return keyed.unionByName(unkeyed)
 
 
-def deterministic_edges(keyed_records: DataFrame) -> DataFrame:
-    """A star of edges per NHS number, from its smallest unique_id to every other record:
-    n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected components."""
-    return (
-        keyed_records.where(F.col("deterministic_nhs").isNotNull())
-        .select(UNIQUE_ID, group_anchor().alias("unique_id_l"))
-        .where(F.col(UNIQUE_ID) != F.col("unique_id_l"))
-        .select(
-            "unique_id_l",
-            F.col(UNIQUE_ID).alias("unique_id_r"),
-            F.lit(None).cast("double").alias("match_weight"),
-            F.lit(1.0).alias("match_probability"),
-            F.lit("deterministic").alias("link_method"),
-        )
+def deterministic_edges(groups: DataFrame) -> DataFrame:
+    """A star of edges per deterministic group (see `deterministic_groups`), from its anchor to
+    every other record: n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected
+    components."""
+    return groups.where(F.col(UNIQUE_ID) != F.col("node")).select(
+        F.col("node").alias("unique_id_l"),
+        F.col(UNIQUE_ID).alias("unique_id_r"),
+        F.lit(None).cast("double").alias("match_weight"),
+        F.lit(1.0).alias("match_probability"),
+        F.lit("deterministic").alias("link_method"),
     )
 
 
