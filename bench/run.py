@@ -168,6 +168,8 @@ def build_config(args) -> "JobConfig":  # noqa: F821
         raw["spark"]["shuffle_partitions"] = args.shuffle_partitions
     if args.driver_memory:
         raw["spark"]["driver_memory"] = args.driver_memory
+    if args.max_block_comparisons:
+        raw["linkage"]["max_block_comparisons"] = args.max_block_comparisons
     raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
     # Spark's own record of every job and task, summarised into `spark_profile` after the run.
     (out / "eventlog").mkdir(parents=True, exist_ok=True)
@@ -452,6 +454,8 @@ def parse_args(argv):
     p.add_argument("--driver-memory", help="override spark.driver_memory (e.g. 16g for 10M records)")
     p.add_argument("--out", default=str(REPO / "out" / "bench"))
     p.add_argument("--shuffle-partitions", type=int, help="override spark.shuffle_partitions (smoke tests: 1)")
+    p.add_argument("--max-block-comparisons", type=int,
+                   help="override linkage.max_block_comparisons (skewed populations: drop their largest blocks)")
     return p.parse_args(argv)
 
 
@@ -544,7 +548,8 @@ def _run(args) -> dict:
             "spark": {"master": cfg.spark.master, "driver_memory": cfg.spark.driver_memory,
                       "shuffle_partitions": cfg.spark.shuffle_partitions},
             "linkage": {"threshold_match_probability": cfg.linkage.threshold_match_probability,
-                        "u_max_pairs": cfg.linkage.u_max_pairs, "seed": cfg.seed},
+                        "u_max_pairs": cfg.linkage.u_max_pairs, "seed": cfg.seed,
+                        "max_block_comparisons": cfg.linkage.max_block_comparisons},
             "wall_seconds": round(time.perf_counter() - wall_start, 3),
             **provenance(spark),
         }

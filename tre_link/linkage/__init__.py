@@ -133,7 +133,9 @@ def _guard_comparison_count(estimated: int, linkage: LinkageConfig) -> None:
     if estimated > linkage.max_comparisons:
         raise ConfigError(
             f"linkage.blocking_rules_predict would score up to {estimated:,} pairs, over "
-            f"linkage.max_comparisons={linkage.max_comparisons:,.0f}. Tighten the rules or raise the limit."
+            f"linkage.max_comparisons={linkage.max_comparisons:,.0f}. Tighten the rules, lower "
+            f"linkage.max_block_comparisons (now {linkage.max_block_comparisons:,}) to drop the largest blocks, "
+            "or raise the limit."
         )
 
 
