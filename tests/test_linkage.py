@@ -56,6 +56,19 @@ def test_deterministic_keys_hold_back_a_disagreeing_dob(spark):
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_reading_only_record_columns_skips_the_modal_dob_join(spark):
+    """The term-frequency counts read only the records' own columns: Spark must prune the modal
+    DOB join from their plans rather than run it once per count."""
+    records = spark.createDataFrame([("gp:1", "9434765919", "valid", D1)], RECORDS_SCHEMA)
+    keyed = assign_deterministic_keys(records)
+
+    def optimised_plan(df):  # explain() output is redacted; the plan's own text is not
+        return df._jdf.queryExecution().optimizedPlan().toString()
+
+    assert "Join" in optimised_plan(keyed)
+    assert "Join" not in optimised_plan(keyed.groupBy("dob").count())
+
+
 def test_deterministic_groups_and_their_edges_are_a_star_per_number(spark):
     keyed = spark.createDataFrame(
         [("b:1", "111"), ("a:1", "111"), ("c:1", "111"), ("d:1", "222"), ("e:1", None)],

@@ -17,16 +17,16 @@ def assign_deterministic_keys(records: DataFrame) -> DataFrame:
     agrees with the commonest DOB among records carrying that number (or is missing), else null.
     Also adds `nhs_dob_conflict` for records whose valid number came with a disagreeing DOB."""
     usable = F.col("nhs_number_status").isin(*LINKABLE_STATUSES)
-    dob_counts = (
+    # An aggregate rather than a ranking window: Spark then knows nhs_number is unique here and
+    # drops this join from plans that read only the records' own columns (the term-frequency
+    # counts), instead of running it again for each.
+    modal_dob = (
         records.where(usable & F.col("dob").isNotNull())
         .groupBy("nhs_number", "dob")
         .count()
-    )
-    by_frequency = Window.partitionBy("nhs_number").orderBy(F.col("count").desc(), F.col("dob"))
-    modal_dob = (
-        dob_counts.withColumn("_rank", F.row_number().over(by_frequency))
-        .where("_rank = 1")
-        .select("nhs_number", F.col("dob").alias("_modal_dob"))
+        .groupBy("nhs_number")
+        # the commonest DOB; on a tie, the earliest (the largest negated day number)
+        .agg(F.max_by("dob", F.struct("count", -F.unix_date("dob"))).alias("_modal_dob"))
     )
     joined = records.join(modal_dob, on="nhs_number", how="left")
     conflict = usable & F.col("dob").isNotNull() & (F.col("dob") != F.col("_modal_dob"))
