@@ -13,6 +13,15 @@ from tre_link.config import SparkSettings
 from tre_link.spark import build_session
 
 
+def printed_key_forms(key: bytes) -> list[str]:
+    """A key as Spark would print it in a query plan if it were a binary literal (upper-case hex):
+    the key, and its zero-padded block xor-ed with HMAC's inner and outer pads, each of which
+    gives the key back."""
+    assert len(key) <= 64, "longer keys are hashed to 32 bytes before padding"
+    block = key.ljust(64, b"\x00")
+    return [key.hex().upper()] + [bytes(b ^ pad for b in block).hex().upper() for pad in (0x36, 0x5C)]
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     settings = SparkSettings(
@@ -21,7 +30,13 @@ def spark(tmp_path_factory):
         driver_memory="2g",
         shuffle_partitions=1,
         checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
-        conf={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))},
+        conf={
+            "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
+            # what a TRE's history server would keep: test_key_leaks reads it for keys
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": str(tmp_path_factory.mktemp("eventlog")),
+            "spark.eventLog.compress": "false",
+        },
     )
     session = build_session(settings)
     yield session

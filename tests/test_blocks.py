@@ -65,13 +65,3 @@ def test_pairs_of_equi_join_rules_from_block_sizes_equal_a_pairwise_count(spark)
     assert expected == 10  # 4 by NHS number, 7 by name and DOB, a-b by both
     assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES) == expected
     assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES[:1]) == 4
-
-
-def test_sql_conf_holds_only_inside_its_block(spark):
-    from tre_link.spark import sql_conf
-
-    key = "spark.sql.codegen.hugeMethodLimit"
-    before = spark.conf.get(key)
-    with sql_conf(spark, {key: "8000"}):
-        assert spark.conf.get(key) == "8000"
-    assert spark.conf.get(key) == before

@@ -12,10 +12,12 @@ from pyspark.sql import functions as F
 
 from tre_link.config import KeySource
 from tre_link.errors import SecretKeyError
-from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.hmac_sql import hmac_sha256_hex, with_keyed_columns
 from tre_link.optout import count_removed, remove_opt_outs, remove_opt_outs_counted
 from tre_link.pseudonymise import pseudonymise_nhs_numbers, pseudonymise_table
 from tre_link.secrets import load_key, write_random_key_file
+
+from conftest import printed_key_forms
 
 KEY_HEX = "6b" * 32  # 32 bytes
 KEY = bytes.fromhex(KEY_HEX)
@@ -99,11 +101,15 @@ def test_write_random_key_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- HMAC in Spark SQL
 
 
+def _hashed(df, key):
+    return with_keyed_columns(df, key, {"h": hmac_sha256_hex(F.col("v"))}).select("v", "h")
+
+
 @pytest.mark.parametrize("key", [bytes(range(32)), bytes(range(100, 164)), bytes(range(100)), OTHER_KEY])
 def test_hmac_sql_matches_python_hmac(spark, key):
     values = [VALID_A, "", "Zoë Ångström", "x" * 200, "SW1A 1AA"]
     df = spark.createDataFrame([(v,) for v in values] + [(None,)], "v string")
-    got = {r.v: r.h for r in df.select("v", hmac_sha256_hex(F.col("v"), key).alias("h")).collect()}
+    got = {r.v: r.h for r in _hashed(df, key).collect()}
     for v in values:
         assert got[v] == _hmac(v, key)
     assert got[None] is None
@@ -111,13 +117,26 @@ def test_hmac_sql_matches_python_hmac(spark, key):
 
 def test_hmac_is_not_plain_sha2(spark):
     df = spark.createDataFrame([(VALID_A,)], "v string")
-    token = df.select(hmac_sha256_hex(F.col("v"), KEY).alias("h")).first().h
+    token = _hashed(df, KEY).first().h
     assert token != hashlib.sha256(VALID_A.encode()).hexdigest()
 
 
-def test_hmac_rejects_empty_key():
+def test_hmac_rejects_empty_key(spark):
+    df = spark.createDataFrame([(VALID_A,)], "v string")
     with pytest.raises(ValueError):
-        hmac_sha256_hex(F.col("v"), b"")
+        _hashed(df, b"")
+
+
+def test_hmac_key_is_in_no_query_plan(spark):
+    """Spark prints literals in the plans it sends to the UI and the event log; the key and its
+    pads must not be among them (the demo run's event log is checked in test_key_leaks)."""
+    hashed = _hashed(spark.createDataFrame([(VALID_A,)], "v string"), KEY)
+    hashed.collect()
+    execution = hashed._jdf.queryExecution()
+    plans = " ".join(p.toString() for p in (execution.analyzed(), execution.optimizedPlan(), execution.executedPlan()))
+    assert "sha2" in plans
+    for form in printed_key_forms(KEY):
+        assert form not in plans.upper()
 
 
 # ---------------------------------------------------------------- provider-side pseudonymisation

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tre_link.errors import InputDataError
-from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.hmac_sql import hmac_sha256_hex, with_keyed_columns
 from tre_link.nhs_number import clean_nhs_number
 
 
@@ -21,8 +21,11 @@ def _opt_out_keys(opt_outs: DataFrame, linkage_key: bytes | None) -> DataFrame:
     if "nhs_number" not in opt_outs.columns:
         raise InputDataError(f"opt-out table: missing column nhs_number; it has {opt_outs.columns}")
     cleaned = clean_nhs_number(F.col("nhs_number"))
-    key = hmac_sha256_hex(cleaned, linkage_key) if linkage_key is not None else cleaned
-    return opt_outs.select(key.alias("_opt_out_nhs_number")).where(F.col("_opt_out_nhs_number").isNotNull()).distinct()
+    if linkage_key is None:
+        keys = opt_outs.select(cleaned.alias("_opt_out_nhs_number"))
+    else:
+        keys = with_keyed_columns(opt_outs, linkage_key, {"_opt_out_nhs_number": hmac_sha256_hex(cleaned)})
+    return keys.select("_opt_out_nhs_number").where(F.col("_opt_out_nhs_number").isNotNull()).distinct()
 
 
 def remove_opt_outs(records: DataFrame, opt_outs: DataFrame, *, linkage_key: bytes | None = None) -> DataFrame:

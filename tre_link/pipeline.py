@@ -19,7 +19,7 @@ from tre_link.delta_io import read_delta, write_delta
 from tre_link.disclosure import release_count, release_rate
 from tre_link.errors import ConfigError
 from tre_link.evaluate import Accuracy, evaluate_person_index
-from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.hmac_sql import hmac_sha256_hex, with_keyed_columns
 from tre_link.linkage.probabilistic import match_weight_histogram
 from tre_link.optout import remove_opt_outs
 from tre_link.publish import publish_project
@@ -67,12 +67,14 @@ def _linkage_key(cfg: JobConfig) -> bytes | None:
 def _tokenise(records: DataFrame, key: bytes) -> DataFrame:
     """Bring plain NHS numbers into token form so they join with sources that arrived tokenised."""
     plain = F.col("nhs_number_status") == "valid"
-    return records.withColumns(
+    return with_keyed_columns(
+        records,
+        key,
         {
-            "nhs_number": F.when(plain, hmac_sha256_hex(F.col("nhs_number"), key)).otherwise(F.col("nhs_number")),
+            "nhs_number": F.when(plain, hmac_sha256_hex(F.col("nhs_number"))).otherwise(F.col("nhs_number")),
             "nhs_number_status": F.when(plain, F.lit("token")).otherwise(F.col("nhs_number_status")),
             "nhs_number_digits": F.lit(None).cast("string"),
-        }
+        },
     )
 
 

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from tre_link.delta_io import read_delta, write_delta
 from tre_link.errors import InputDataError
-from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.hmac_sql import hmac_sha256_hex, with_keyed_columns
 from tre_link.nhs_number import clean_nhs_number
 
 
@@ -35,10 +35,10 @@ def pseudonymise_nhs_numbers(
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputDataError(f"cannot pseudonymise: missing column(s) {missing}; table has {df.columns}")
-    replacements = {column: hmac_sha256_hex(clean_nhs_number(F.col(column)), key)}
+    replacements = {column: hmac_sha256_hex(clean_nhs_number(F.col(column)))}
     for extra in extra_columns:
-        replacements[extra] = hmac_sha256_hex(_normalise_exact(F.col(extra)), key)
-    return df.withColumns(replacements)
+        replacements[extra] = hmac_sha256_hex(_normalise_exact(F.col(extra)))
+    return with_keyed_columns(df, key, replacements)
 
 
 def pseudonymise_table(

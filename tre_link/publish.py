@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from tre_link.config import OutputConfig, ProjectConfig
 from tre_link.delta_io import write_delta
 from tre_link.errors import ConfigError, InputDataError
-from tre_link.hmac_sql import hmac_sha256_hex
+from tre_link.hmac_sql import hmac_sha256_hex, with_keyed_columns
 from tre_link.standardise import STANDARD_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,9 @@ def build_research_records(
     # Hashing the narrow index side spares sorting both sides of a 1:1 join.
     index = person_index.select("source", "record_id", "person_id").hint("shuffle_hash")
     joined = index.join(standardised, on=["source", "record_id"], how="inner")
+    keyed = with_keyed_columns(joined, project_key, {"person_key": hmac_sha256_hex(F.col("person_id").cast("string"))})
 
-    out = [hmac_sha256_hex(F.col("person_id").cast("string"), project_key).alias("person_key"), F.col("source")]
+    out = [F.col("person_key"), F.col("source")]
     if project.dob == "year_month":
         out.append(F.date_format(F.col("dob"), "yyyy-MM").alias("dob_year_month"))
     elif project.dob == "age_band":
@@ -121,7 +122,7 @@ def build_research_records(
     # Rows go to files by a hash of the keyed pseudonym and are sorted by it within each file, so
     # neither file nor row order reveals source order or record ids. (A global sort says no more
     # and costs an extra pass to sample the key range.)
-    return joined.select(*out).repartition("person_key").sortWithinPartitions("person_key", "source")
+    return keyed.select(*out).repartition("person_key").sortWithinPartitions("person_key", "source")
 
 
 def publish_project(
