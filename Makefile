@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q
+
+# The edit loop: everything but the end-to-end demo run and the minutes-long subprocess checks.
+test-fast: $(INSTALLED)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e"
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python bench/run.py

@@ -165,14 +165,15 @@ def write_config(root: Path, name: str, people: int, *, linkage_zone: Path, mode
 
 def prepare(spark, root: Path, people: int) -> str:
     """synth, standardise, train once; returns the saved model path."""
-    from tre_link import pipeline
-    from tre_link.config import load_config
+    from tre_link import TreLink
+    from tre_link.platform.config import load_config
     from tre_link.synth import generate
 
     cfg = load_config(write_config(root, "prepare", people, linkage_zone=root / "linkage-prepare", model=None))
     generate(spark, cfg.synth)
-    pipeline.run_standardise(spark, cfg)
-    model = pipeline.run_train(spark, cfg)["model_json"]
+    tl = TreLink(spark, cfg)
+    tl.standardise()
+    model = tl.train().model_json
     shutil.copy(model, root / "model.json")
     return str(root / "model.json")
 
@@ -251,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()  # workers register while we prepare the inputs
 
         os.environ.update(SPARK_LOCAL_IP=HOST)
-        from tre_link.config import SparkSettings
-        from tre_link.spark import build_session
+        from tre_link.platform.config import SparkSettings
+        from tre_link.platform.spark import build_session
 
         spark = build_session(SparkSettings(master="local[2]", app_name="tre-link-cluster-check-prepare",
                                             driver_memory="2g", shuffle_partitions=2,

@@ -119,9 +119,8 @@ def instrument_splink(rec: Recorder) -> None:
     from splink.internals.linker_components.inference import LinkerInference
     from splink.internals.linker_components.training import LinkerTraining
 
-    import tre_link.linkage as linkage_pkg
-    from tre_link.linkage import cluster as cluster_mod
-    from tre_link.linkage import probabilistic
+    from tre_link.link import cluster as cluster_mod
+    from tre_link.link import engine, probabilistic
 
     def wrap(owner, attr: str, label: str) -> None:
         original = getattr(owner, attr)
@@ -147,9 +146,9 @@ def instrument_splink(rec: Recorder) -> None:
     wrap(probabilistic, "estimate_prior", "prior (deterministic rules)")
     wrap(probabilistic, "estimate_u", "u (random sampling)")
     wrap(probabilistic, "estimate_m", "EM (per training rule)")
-    wrap(linkage_pkg, "plan_blocking", "blocking plan (block sizes, guard)")
+    wrap(engine, "plan_blocking", "blocking plan (block sizes, guard)")
     wrap(cluster_mod, "cluster_pairwise_predictions_at_threshold", "cluster")
-    wrap(linkage_pkg, "cluster_records", "cluster_records (components + person_index plan)")
+    wrap(engine, "cluster_records", "cluster_records (components + person_index plan)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,7 +157,7 @@ def instrument_splink(rec: Recorder) -> None:
 
 
 def build_config(args) -> "JobConfig":  # noqa: F821
-    from tre_link.config import JobConfig, load_config
+    from tre_link.platform.config import JobConfig, load_config
 
     out = Path(args.out).resolve()
     raw = yaml.safe_load(DEMO_CONFIG.read_text().replace("out/demo", str(out)))
@@ -191,23 +190,24 @@ def build_config(args) -> "JobConfig":  # noqa: F821
 
 
 def run_tre_link(spark, cfg, rec: Recorder) -> dict:
-    from tre_link import pipeline
+    from tre_link import TreLink
 
     rec.engine = "tre_link"
+    tl = TreLink(spark, cfg)
     seconds: dict[str, float] = {}
     with rec.timed(seconds, "standardise", "tre_link"):
-        standardised = pipeline.run_standardise(spark, cfg)
+        standardised = tl.standardise()
     with rec.timed(seconds, "train"):
-        model_json = pipeline.run_train(spark, cfg)["model_json"]
+        model_json = tl.train().model_json
     with rec.timed(seconds, "link"):
-        link = pipeline.run_link(spark, cfg, model_json)
+        link = tl.link(model_json).report
     for project in cfg.projects:
         with rec.timed(seconds, f"publish_{project.name}"):
-            pipeline.run_publish(spark, cfg, project.name)
+            tl.publish(project.name)
     accuracy = None
     if cfg.truth_path:
         with rec.timed(seconds, "evaluate", f"{rec.engine}_evaluate"):
-            accuracy = pipeline.run_evaluate(spark, cfg)
+            accuracy = tl.evaluate()
     end_to_end = sum(v for k, v in seconds.items() if k != "evaluate")
     return {
         "standardised": standardised,
@@ -216,12 +216,12 @@ def run_tre_link(spark, cfg, rec: Recorder) -> dict:
             "total_seconds": round(end_to_end, 3),
             "total_includes": "standardise + train + link + publish (evaluate reported separately)",
             "linkage_seconds": round(seconds["train"] + seconds["link"], 3),
-            "comparisons_scored": link["scored_pairs"],
+            "comparisons_scored": link.scored_pairs,
             "comparisons_scored_basis": "undecided pairs scored (predict rules with deterministic exclusion)",
-            "links": link["links_deterministic"] + link["links_probabilistic"],
-            "links_deterministic": link["links_deterministic"],
-            "links_probabilistic": link["links_probabilistic"],
-            "persons": link["persons"],
+            "links": link.links_deterministic + link.links_probabilistic,
+            "links_deterministic": link.links_deterministic,
+            "links_probabilistic": link.links_probabilistic,
+            "persons": link.persons,
             **_accuracy_fields(accuracy),
         },
     }
@@ -243,9 +243,9 @@ def _accuracy_fields(accuracy) -> dict:
 
 def baseline_records(spark, cfg):
     """The linkage zone's standardised tables, unioned, with the model's columns and a unique_id."""
-    from tre_link.linkage import with_unique_id
-    from tre_link.linkage.model import MODEL_COLUMNS
-    from tre_link.pipeline import read_standardised
+    from tre_link.ingest.stage import read_standardised
+    from tre_link.link.model import MODEL_COLUMNS
+    from tre_link.link.records import with_unique_id
 
     return with_unique_id(read_standardised(spark, cfg)).select(*MODEL_COLUMNS)
 
@@ -255,8 +255,8 @@ def plain_splink(db_api, records, cfg, seed: int, rec: Recorder, seconds: dict, 
     (all timed as "train"), then predict and cluster. Returns the registered input too."""
     from splink import Linker
 
-    from tre_link.linkage.model import build_settings
-    from tre_link.linkage.probabilistic import PRIOR_RECALL, PRIOR_RULES
+    from tre_link.link.model import build_settings
+    from tre_link.link.probabilistic import PRIOR_RECALL, PRIOR_RULES
 
     lk = cfg.linkage
     with rec.timed(seconds, "train"):
@@ -303,8 +303,8 @@ def run_duckdb(spark, cfg, truth, rec: Recorder, *, engine: str = "duckdb", plai
     from splink import DuckDBAPI
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-    from tre_link.evaluate import evaluate_person_index
-    from tre_link.linkage.model import UNIQUE_ID
+    from tre_link.record.evaluate import evaluate_person_index
+    from tre_link.link.records import UNIQUE_ID
 
     rec.engine = engine
     seconds: dict[str, float] = {}
@@ -331,7 +331,7 @@ def run_duckdb(spark, cfg, truth, rec: Recorder, *, engine: str = "duckdb", plai
 def run_spark_baseline(spark, cfg, truth, comparisons: int | None, rec: Recorder, timeout: float | None) -> dict:
     from splink import SparkAPI
 
-    from tre_link.evaluate import evaluate_person_index
+    from tre_link.record.evaluate import evaluate_person_index
 
     rec.engine = "spark"
     seconds: dict[str, float] = {}
@@ -472,9 +472,9 @@ def main(argv=None) -> dict:
 
 
 def _run(args) -> dict:
-    from tre_link.delta_io import read_delta
+    from tre_link.platform.delta_io import read_delta
     from tre_link.demo import ensure_demo_keys
-    from tre_link.spark import build_session
+    from tre_link.platform.spark import build_session
     from tre_link.synth import generate
 
     wall_start = time.perf_counter()
@@ -512,8 +512,8 @@ def _run(args) -> dict:
             engine["splink_step_seconds"] = {k: v if len(v) > 1 else v[0] for k, v in rec.steps[name].items()}
         rec.close()
 
-        sources = tre["standardised"]["sources"]
-        per_source = {name: info["records"] - info["opted_out"] for name, info in sources.items()}
+        sources = tre["standardised"].report.sources
+        per_source = {name: info.records - info.opted_out for name, info in sources.items()}
         tre_total = engines["tre_link"]["total_seconds"]
         duck_total = engines["duckdb"]["total_seconds"] if duck else None
         spark_result = engines.get("spark", {})
@@ -533,7 +533,7 @@ def _run(args) -> dict:
             "people": cfg.synth.people if cfg.synth else None,
             "skewed_surname_share": cfg.synth.skewed_surname_share if cfg.synth else None,
             "records": {"per_source": per_source, "total": sum(per_source.values()),
-                        "raw_per_source": {n: i["records"] for n, i in sources.items()},
+                        "raw_per_source": {n: i.records for n, i in sources.items()},
                         "baseline_input": duck["records"] if duck else None},
             "synth_seconds": synth_seconds,
             "engines": engines,

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tre_link.config import SparkSettings
-from tre_link.spark import build_session
+from tre_link.platform.config import SparkSettings
+from tre_link.platform.spark import build_session
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them)."""
+    for item in items:
+        if {"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def printed_key_forms(key: bytes) -> list[str]:
@@ -62,7 +69,7 @@ def small_demo_config(root: Path, *, people: int = 800) -> Path:
 @pytest.fixture(scope="session")
 def demo_run(spark, tmp_path_factory):
     """One small end-to-end demo run (synth, every stage, MLflow), shared by the tests that read its outputs."""
-    from tre_link.config import load_config
+    from tre_link.platform.config import load_config
     from tre_link.demo import run_demo
 
     root = tmp_path_factory.mktemp("demo")
@@ -74,7 +81,7 @@ def demo_run(spark, tmp_path_factory):
     ours.setLevel(logging.DEBUG)  # every level of our own logging, as the CLI's --verbose would show
     logging.getLogger().addHandler(captured)
     try:
-        summary = run_demo(spark, cfg, str(config_path))
+        summary = run_demo(spark, cfg, str(config_path)).summary
     finally:
         logging.getLogger().removeHandler(captured)
         ours.setLevel(level)
@@ -106,19 +113,18 @@ def tracked_run(spark, demo_run) -> dict:
     (so trains nothing), as a reviewer would after approving the candidate."""
     from mlflow.tracking import MlflowClient
 
-    from tre_link import pipeline, tracking
+    from tre_link import TreLink
+    from tre_link.record.registry import CANDIDATE_ALIAS
 
     cfg = demo_run.cfg
-    tracking.configure_mlflow(cfg)
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
     name = cfg.mlflow.registered_model
-    candidate = client.get_model_version_by_alias(name, tracking.CANDIDATE_ALIAS)
+    candidate = client.get_model_version_by_alias(name, CANDIDATE_ALIAS)
     client.set_registered_model_alias(name, "approved", candidate.version)
     approved_cfg = cfg.model_copy(
         update={"linkage": cfg.linkage.model_copy(update={"model": f"models:/{name}@approved"})}
     )
-    approved = pipeline.run_all(spark, approved_cfg, str(demo_run.config_path), run_name="approved-link")
-    tracking.configure_mlflow(cfg)
+    approved = TreLink(spark, approved_cfg, config_path=demo_run.config_path).run(run_name="approved-link").summary
     return {
         "config_path": demo_run.config_path,
         "cfg": cfg,

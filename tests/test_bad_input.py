@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tre_link import pipeline
+from tre_link import TreLink
 from tre_link.cli import main
-from tre_link.config import load_config
-from tre_link.delta_io import read_delta, write_delta
-from tre_link.errors import InputDataError
+from tre_link.platform.config import load_config
+from tre_link.platform.delta_io import read_delta, write_delta
+from tre_link.platform.errors import InputDataError
 
 from conftest import small_demo_config
 
@@ -36,7 +36,7 @@ def test_source_lacking_mapped_column_names_table_and_column(spark, tmp_path):
         "gp_patient_id string, nhs_no string, forename string, date_of_birth string, gender string, postcode string",
     ).write.format("delta").save(gp.path)
     with pytest.raises(InputDataError) as err:
-        pipeline.run_standardise(spark, cfg)
+        TreLink(spark, cfg).standardise()
     assert "table gp" in str(err.value) and "'surname'" in str(err.value)
 
 

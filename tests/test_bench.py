@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
 
 
+@pytest.mark.slow
 def test_bench_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--people", "300", "--skip-spark-baseline", "--shuffle-partitions", "1",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tre_link.linkage.blocks import equi_join_keys, plan_blocking
+from tre_link.link.blocks import equi_join_keys, plan_blocking
 
 
 def test_equi_join_keys_come_from_splinks_parser():
@@ -44,7 +44,8 @@ def test_no_oversized_blocks_leaves_rules_alone(spark):
 def test_pairs_of_equi_join_rules_from_block_sizes_equal_a_pairwise_count(spark):
     from itertools import combinations
 
-    from tre_link.linkage import probabilistic
+    from tre_link.link import probabilistic
+    from tre_link.link.records import RegisteredRecords
 
     rows = [
         ("a", "111", "ANN", "LEE", "1980-01-01"), ("b", "111", "ANN", "LEE", "1980-01-01"),
@@ -55,7 +56,7 @@ def test_pairs_of_equi_join_rules_from_block_sizes_equal_a_pairwise_count(spark)
     records = spark.createDataFrame(
         rows, "unique_id string, nhs_number_digits string, given_name string, family_name string, dob string"
     )
-    probabilistic.register_view(records)
+    registered = RegisteredRecords(records)
 
     def same(l, r, fields):  # an equi-join: every key present and equal
         return all(l[f] is not None and l[f] == r[f] for f in fields)
@@ -63,5 +64,6 @@ def test_pairs_of_equi_join_rules_from_block_sizes_equal_a_pairwise_count(spark)
     by_rule = [(1,), (2, 3, 4)]
     expected = sum(any(same(l, r, fields) for fields in by_rule) for l, r in combinations(rows, 2))
     assert expected == 10  # 4 by NHS number, 7 by name and DOB, a-b by both
-    assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES) == expected
-    assert probabilistic.count_pairs(spark, probabilistic.PRIOR_RULES[:1]) == 4
+    with registered:
+        assert probabilistic.count_pairs(registered, probabilistic.PRIOR_RULES) == expected
+        assert probabilistic.count_pairs(registered, probabilistic.PRIOR_RULES[:1]) == 4

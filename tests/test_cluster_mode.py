@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cluster_and_local_runs_agree(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "cluster_check.py"), "--workdir", str(tmp_path), "--people", "500"],

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from tre_link.cli import main
-from tre_link.config import load_config
-from tre_link.errors import ConfigError, EnvironmentProblem
-from tre_link.spark import require_java
+from tre_link.platform.config import load_config
+from tre_link.platform.errors import ConfigError, EnvironmentProblem
+from tre_link.platform.spark import require_java
 
 from conftest import DEMO_CONFIG
 

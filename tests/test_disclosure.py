@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tre_link.disclosure import release_count, release_counts, release_rate
+from tre_link.platform.disclosure import release_count, release_counts, release_rate
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from tre_link.secrets import load_key
+from tre_link.platform.secrets import load_key
 
 from conftest import printed_key_forms
 

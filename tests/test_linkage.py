@@ -11,12 +11,13 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from tre_link import pipeline
-from tre_link.errors import ConfigError
-from tre_link.evaluate import evaluate_person_index
-from tre_link.linkage import link_records, prepare_records
-from tre_link.linkage.cluster import cluster_records
-from tre_link.linkage.deterministic import (
+from tre_link.ingest.stage import read_standardised
+from tre_link.link.cluster import cluster_records
+from tre_link.link.engine import link_records, prepare_records
+from tre_link.platform.errors import ConfigError
+from tre_link.record.evaluate import evaluate_person_index
+from tre_link.record.report import table_checksum
+from tre_link.link.deterministic import (
     assign_deterministic_keys,
     deterministic_edges,
     deterministic_groups,
@@ -107,7 +108,7 @@ def test_person_index_from_deterministic_groups_and_probabilistic_links(spark):
          ("council:d1", "gp:c1", "probabilistic")],
         "unique_id_l string, unique_id_r string, link_method string",
     )
-    got = cluster_records(spark, deterministic_groups(nodes), links)
+    got = cluster_records(deterministic_groups(nodes), links)
 
     def person(anchor: str) -> str:
         return hashlib.sha256(f"person:{anchor}".encode()).hexdigest()[:20]
@@ -141,7 +142,7 @@ def test_accuracy_counts_pairs_and_clusters(spark):
 
 
 def test_every_record_appears_exactly_once_in_person_index(spark, demo_run):
-    records = pipeline.read_standardised(spark, demo_run.cfg).select("source", "record_id")
+    records = read_standardised(spark, demo_run.cfg).select("source", "record_id")
     index = spark.read.format("delta").load(demo_run.summary["tables"]["person_index"])
     assert index.count() == records.count()
     assert index.select("source", "record_id").distinct().count() == index.count()
@@ -177,16 +178,26 @@ def test_outputs_are_delta_tables_with_history(spark, demo_run):
 
 
 def test_saved_model_predicts_without_retraining(spark, demo_run):
+    """Linking again with only the saved model JSON gives the demo run's links and person index."""
     model = json.loads(Path(demo_run.summary["model_json"]).read_text())
     assert model["probability_two_random_records_match"] > 0
     trained = [level for c in model["comparisons"] for level in c["comparison_levels"] if "m_probability" in level]
     assert trained, "the saved model carries its m probabilities"
 
+    cfg = demo_run.cfg
+    prepared = prepare_records(read_standardised(spark, cfg))
+    with link_records(prepared, cfg.linkage, demo_run.summary["model_json"]) as again:
+        assert again.scored_pairs.count() > 100, "the saved model scored pairs"
+        links, person_index = table_checksum(again.links), table_checksum(again.person_index)
+    tables = demo_run.summary["tables"]
+    assert links == table_checksum(spark.read.format("delta").load(tables["links"]))
+    assert person_index == table_checksum(spark.read.format("delta").load(tables["person_index"]))
+
 
 def test_blocking_over_the_limit_stops_before_scoring(spark, demo_run):
     cfg = demo_run.cfg
     tight = cfg.linkage.model_copy(update={"max_comparisons": 10})
-    prepared = prepare_records(pipeline.read_standardised(spark, cfg))
+    prepared = prepare_records(read_standardised(spark, cfg))
     with pytest.raises(ConfigError, match=r"would score up to [\d,]+ pairs, over linkage.max_comparisons=10"):
-        with link_records(spark, prepared, tight, demo_run.summary["model_json"]):
+        with link_records(prepared, tight, demo_run.summary["model_json"]):
             pass

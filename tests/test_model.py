@@ -6,7 +6,7 @@ import random
 
 import duckdb
 
-from tre_link.linkage.model import nhs_number_one_edit
+from tre_link.link.model import nhs_number_one_edit
 
 
 def _single_edits(number: str) -> set[str]:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from splink import Linker, SparkAPI
 
-from tre_link import pipeline
-from tre_link.linkage import prepare_records, probabilistic
-from tre_link.linkage.deterministic import exclude_decided_pairs
-from tre_link.linkage.model import MODEL_COLUMNS, build_settings
+from tre_link.ingest.stage import read_standardised
+from tre_link.link import probabilistic
+from tre_link.link.deterministic import DETERMINISTIC_KEY, exclude_decided_pairs
+from tre_link.link.engine import prepare_records
+from tre_link.link.model import MODEL_COLUMNS, build_settings
+from tre_link.platform import splink_internals
 
 RULE = "l.dob = r.dob"
 PREDICT_RULES = ["l.dob = r.dob", "l.family_name = r.family_name and l.postcode_district = r.postcode_district"]
@@ -27,7 +29,7 @@ PREDICT_RULES = ["l.dob = r.dob", "l.family_name = r.family_name and l.postcode_
 def sample(spark, demo_run):
     """The shared demo run's synthetic records (a small population): small enough for all
     pairs, varied enough to reach most comparison levels."""
-    records = prepare_records(pipeline.read_standardised(spark, demo_run.cfg)).select(*MODEL_COLUMNS)
+    records = prepare_records(read_standardised(spark, demo_run.cfg)).select(*MODEL_COLUMNS)
     records = records.localCheckpoint(eager=True)
     assert 150 < records.count() < 3000, "the sample should have room for all pairs"
     return records
@@ -55,8 +57,8 @@ def _close(ours: dict, theirs: dict, tolerance: float) -> list:
 def test_u_equals_splinks_estimate_from_all_pairs(spark, demo_run, sample):
     linkage = demo_run.cfg.linkage
     model = probabilistic.new_model(linkage)
-    probabilistic.register_records(sample, model, [])
-    probabilistic.estimate_u(spark, model, sample.count(), max_pairs=1e9, seed=1)
+    with probabilistic.register_records(sample, model, []) as registered:
+        probabilistic.estimate_u(registered, model, sample.count(), max_pairs=1e9, seed=1)
 
     splink = _splink_linker(spark, sample, build_settings(linkage))
     splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1, min_count_per_level=None, num_chunks=1)
@@ -72,10 +74,9 @@ def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):
     splink.training.estimate_probability_two_random_records_match(probabilistic.PRIOR_RULES, probabilistic.PRIOR_RECALL)
     splink.training.estimate_u_using_random_sampling(max_pairs=1e9, seed=1, min_count_per_level=None, num_chunks=1)
     # Both start from the same prior and u: Splink's, saved and loaded into tre-link's model.
-    model = probabilistic.load_model_dict(splink.misc.save_model_to_json())
-    probabilistic.register_records(sample, model, [RULE])
-
-    probabilistic.estimate_m(spark, model, RULE, max_pairs=1e12, seed=1)
+    model = splink_internals.model_from_dict(splink.misc.save_model_to_json())
+    with probabilistic.register_records(sample, model, [RULE]) as registered:
+        probabilistic.estimate_m(registered, model, RULE, max_pairs=1e12, seed=1)
     splink.training.estimate_parameters_using_expectation_maximisation(RULE, estimate_without_term_frequencies=True)
 
     ours, theirs = _levels(model.as_dict(), "m_probability"), _levels(splink.misc.save_model_to_json(), "m_probability")
@@ -86,8 +87,8 @@ def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):
 def _assert_scores_equal_splinks_predict(spark, demo_run, records, rules, **score_options):
     settings = json.loads(Path(demo_run.summary["model_json"]).read_text())
     model = probabilistic.load_model(demo_run.summary["model_json"])
-    probabilistic.register_records(records, model, rules)
-    scored = probabilistic.score(spark, model, rules, **score_options).collect()
+    with probabilistic.register_records(records, model, rules) as registered:
+        scored = probabilistic.score(registered, model, rules, **score_options).collect()
     ours = {(r.unique_id_l, r.unique_id_r): r.match_weight for r in scored}
 
     settings["blocking_rules_to_generate_predictions"] = rules
@@ -107,9 +108,9 @@ def test_scores_equal_splinks_predict(spark, demo_run, sample):
 def test_scores_of_undecided_pairs_equal_splinks_predict(spark, demo_run):
     """Pairs made from the undecided side only are exactly the pairs Splink makes with the
     deterministic exclusion in every rule."""
-    records = prepare_records(pipeline.read_standardised(spark, demo_run.cfg))
-    records = records.select(*MODEL_COLUMNS, "deterministic_nhs").localCheckpoint(eager=True)
-    undecided = records.where("deterministic_nhs is null").count()
+    records = prepare_records(read_standardised(spark, demo_run.cfg))
+    records = records.select(*MODEL_COLUMNS, DETERMINISTIC_KEY).localCheckpoint(eager=True)
+    undecided = records.where(f"{DETERMINISTIC_KEY} is null").count()
     assert 50 < undecided < records.count() - 50, "the sample needs decided and undecided records"
     rules = [exclude_decided_pairs(rule) for rule in PREDICT_RULES]
-    _assert_scores_equal_splinks_predict(spark, demo_run, records, rules, undecided_if_null="deterministic_nhs")
+    _assert_scores_equal_splinks_predict(spark, demo_run, records, rules, undecided_if_null=DETERMINISTIC_KEY)

@@ -9,9 +9,9 @@ from datetime import date
 
 import pytest
 
-from tre_link.config import KeySource, OutputConfig, ProjectConfig
-from tre_link.errors import ConfigError
-from tre_link.publish import build_research_records, publish_project
+from tre_link.platform.config import KeySource, OutputConfig, ProjectConfig
+from tre_link.platform.errors import ConfigError
+from tre_link.publish.projects import build_research_records, publish_project
 
 PROJECT_KEY_A = bytes.fromhex("a1" * 32)
 PROJECT_KEY_B = bytes.fromhex("b2" * 32)
@@ -74,11 +74,11 @@ def _output(tmp_path):
 
 def _publish(spark, inputs, tmp_path, project, key):
     person_index, standardised = inputs
-    path = publish_project(
-        spark, person_index=person_index, standardised=standardised, project=project, project_key=key,
+    written = publish_project(
+        person_index=person_index, standardised=standardised, project=project, project_key=key,
         output=_output(tmp_path),
     )
-    return path, spark.read.format("delta").load(path)
+    return written.path, written.df
 
 
 def _hex(value: str) -> str:
@@ -196,7 +196,7 @@ def test_research_path_inside_linkage_zone_refused(spark, inputs, tmp_path):
     )
     with pytest.raises(ConfigError, match="linkage zone"):
         publish_project(
-            spark, person_index=person_index, standardised=standardised, project=_project(),
+            person_index=person_index, standardised=standardised, project=_project(),
             project_key=PROJECT_KEY_A, output=sneaky,
         )
     # also caught through a relative path that resolves inside the zone
@@ -205,7 +205,7 @@ def test_research_path_inside_linkage_zone_refused(spark, inputs, tmp_path):
     )
     with pytest.raises(ConfigError, match="linkage zone"):
         publish_project(
-            spark, person_index=person_index, standardised=standardised, project=_project(),
+            person_index=person_index, standardised=standardised, project=_project(),
             project_key=PROJECT_KEY_A, output=dotted,
         )
     assert not (tmp_path / "linkage").exists()

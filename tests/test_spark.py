@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tre_link.spark import sql_conf
+from tre_link.platform.spark import sql_conf
 
 KEY = "spark.sql.codegen.hugeMethodLimit"
 

@@ -10,13 +10,11 @@ from chispa import assert_column_equality, assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from tre_link.config import ColumnMapping, SourceConfig
-from tre_link.errors import InputDataError
-from tre_link.nhs_number import nhs_number_status
-from tre_link.standardise import (
+from tre_link.platform.config import ColumnMapping, SourceConfig
+from tre_link.platform.errors import InputDataError
+from tre_link.ingest.nhs_number import nhs_number_status
+from tre_link.ingest.standardise import (
     OUTPUT_COLUMNS,
-    check_identifiers_present,
-    check_record_ids,
     check_source_columns,
     check_standardised,
     clean_name,
@@ -300,13 +298,13 @@ def test_duplicate_and_null_record_ids(spark):
                       ("b", None, "BOB", None, None, None), ("b", None, "BOB", None, None, None),
                       ("c", None, "CAT", None, None, None), (None, None, "DAN", None, None, None)])
     with pytest.raises(InputDataError) as err:
-        check_record_ids(df, "hes")
+        check_standardised(df, "hes")
     message = str(err.value)
     assert "table hes" in message and "record_id" in message
     assert "2 record_id value(s) occur more than once" in message
     assert "1 row(s) with a null record_id" in message
     assert "ANN" not in message and "'a'" not in message
-    check_record_ids(df.where("record_id = 'c'"), "hes")  # clean ids pass
+    check_standardised(df.where("record_id = 'c'"), "hes")  # clean ids pass
 
 
 def test_record_ids_counted_from_the_source_match_the_standardised_ones(spark):
@@ -327,11 +325,10 @@ def test_record_ids_counted_from_the_source_match_the_standardised_ones(spark):
 def test_all_identifiers_null_and_empty_table(spark):
     all_null = _std(spark, [("1", None, None, None, None, None), ("2", None, None, None, None, None)])
     with pytest.raises(InputDataError, match="table ons: every identifier column"):
-        check_identifiers_present(all_null, "ons")
+        check_standardised(all_null, "ons")
     with pytest.raises(InputDataError, match="table ons: has no rows"):
-        check_identifiers_present(all_null.limit(0), "ons")
+        check_standardised(all_null.limit(0), "ons")
     one_present = _std(spark, [("1", None, None, None, None, None), ("2", None, None, None, None, "LS1 4AB")])
-    check_identifiers_present(one_present, "ons")
     assert check_standardised(one_present, "ons") == {
         "rows": 2, "null_ids": 0, "duplicated_ids": 0, "has_identifier": 1
     }

@@ -8,8 +8,8 @@ from chispa import assert_df_equality
 from chispa.dataframe_comparer import DataFramesNotEqualError
 from pyspark.sql import functions as F
 
-from tre_link.config import SynthConfig
-from tre_link.synth import RECORD_ID_COLUMNS, SOURCES, SynthResult, generate, generate_frames
+from tre_link.platform.config import SynthConfig
+from tre_link.synth.generator import RECORD_ID_COLUMNS, SOURCES, SynthResult, generate, generate_frames
 
 PEOPLE = 400
 

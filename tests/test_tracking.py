@@ -13,12 +13,31 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tre_link import charts, tracking
-from tre_link.reproduce import reproduce
+from tre_link import TreLink
+from tre_link.record import tracking
+from tre_link.record.registry import resolve_model
+from tre_link.record.report import model_parameters, table_checksum
+
+OUTPUT_TABLES = ("links", "person_index")
 
 @pytest.fixture(scope="session")
 def run(tracked_run):
     return tracked_run
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    """A client on the demo's store: tre-link sets no process-wide tracking URI."""
+    uri = run["cfg"].tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture()
+def fluent_store(run, monkeypatch):
+    """MLflow's fluent API (load_model, download_artifacts) pointed at the demo's store for one test."""
+    uri = run["cfg"].tracking_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
 
 
 def _record_values(spark, cfg) -> dict[str, set[str]]:
@@ -66,8 +85,8 @@ def _all_artifacts(client, run_id, path=None) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_params_record_config_hash_and_source_versions(run):
-    params = MlflowClient().get_run(run["run_id"]).data.params
+def test_params_record_config_hash_and_source_versions(run, client):
+    params = client.get_run(run["run_id"]).data.params
     assert params["config_sha256"] == tracking.config_hash(run["config_path"])
     for source in run["cfg"].sources:
         assert params[f"source.{source.name}.version"] == str(run["summary"]["sources"][source.name]["version"])
@@ -77,9 +96,9 @@ def test_params_record_config_hash_and_source_versions(run):
     assert re.fullmatch(r"[0-9a-f]{32}", params["output.person_index.checksum"])
 
 
-def test_count_metrics_are_released(run):
+def test_count_metrics_are_released(run, client):
     for run_id in (run["run_id"], run["approved_run_id"]):
-        data = MlflowClient().get_run(run_id).data
+        data = client.get_run(run_id).data
         counts = {k: v for k, v in data.metrics.items()
                   if not k.startswith(("wall_seconds", "match_rate.", "completeness.", "pairwise_", "person_"))}
         assert any(k.startswith("subgroup.") for k in counts) and "output.links.rows" in counts
@@ -96,8 +115,7 @@ def test_count_metrics_are_released(run):
             assert 0 <= rate <= 1
 
 
-def test_nothing_record_level_reaches_mlflow(run, record_values):
-    client = MlflowClient()
+def test_nothing_record_level_reaches_mlflow(run, record_values, client, fluent_store):
     every = set().union(*record_values.values())
     long_names = {n for n in record_values["name"] if len(n) >= 6}
     identifiers = record_values["nhs"] | record_values["record_id"] | record_values["postcode"] | record_values["dob"]
@@ -125,9 +143,9 @@ def test_nothing_record_level_reaches_mlflow(run, record_values):
             assert not found, f"{path.name} contains record-level values"
 
 
-def test_model_parameter_table_matches_model_json(run):
+def test_model_parameter_table_matches_model_json(run, fluent_store):
     model_json = run["summary"]["model_json"]
-    rows = charts.model_parameters(model_json)
+    rows = model_parameters(model_json)
     settings = json.loads(Path(model_json).read_text())
     non_null = sum(1 for c in settings["comparisons"] for lvl in c["comparison_levels"] if not lvl.get("is_null_level"))
     assert len(rows) == non_null
@@ -138,14 +156,13 @@ def test_model_parameter_table_matches_model_json(run):
     assert len(pd.read_csv(local)) == len(rows)
 
 
-def test_registered_version_has_candidate_alias_and_pyfunc_predicts(run, spark):
-    client = MlflowClient()
+def test_registered_version_has_candidate_alias_and_pyfunc_predicts(run, spark, client, fluent_store):
     name = run["cfg"].mlflow.registered_model
     mv = client.get_model_version_by_alias(name, "candidate")
     assert str(mv.version) == run["candidate_version"]
-    assert MlflowClient().get_run(run["run_id"]).data.tags["model_version"] == str(mv.version)
+    assert client.get_run(run["run_id"]).data.tags["model_version"] == str(mv.version)
     # the registered artifact resolves to the same Splink JSON the run trained
-    resolved = tracking.resolve_model(f"models:/{name}@candidate")
+    resolved = resolve_model(f"models:/{name}@candidate", run["cfg"].tracking_uri)
     assert json.loads(Path(resolved).read_text()) == json.loads(Path(run["summary"]["model_json"]).read_text())
     # the pyfunc (logged from code) scores a few standardised records with DuckDB
     std = spark.read.format("delta").load(run["summary"]["tables"]["standardised"]["gp"])
@@ -160,8 +177,7 @@ def test_registered_version_has_candidate_alias_and_pyfunc_predicts(run, spark):
     assert (same.match_probability > 0.99).all()
 
 
-def test_link_with_approved_model_does_not_train(run):
-    client = MlflowClient()
+def test_link_with_approved_model_does_not_train(run, client):
     approved = client.get_run(run["approved_run_id"])
     children = client.search_runs(
         [approved.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run['approved_run_id']}'"
@@ -172,27 +188,27 @@ def test_link_with_approved_model_does_not_train(run):
     assert approved.data.tags["model_uri"] == f"models:/{run['cfg'].mlflow.registered_model}/{run['candidate_version']}"
     # the same model on the same inputs links identically
     original = client.get_run(run["run_id"]).data.params
-    for table in tracking.OUTPUT_TABLES:
+    for table in OUTPUT_TABLES:
         assert approved.data.params[f"output.{table}.checksum"] == original[f"output.{table}.checksum"]
 
 
 def test_table_checksum_is_order_independent_and_sensitive(spark):
     df = spark.createDataFrame([(1, "a", None), (2, "b", 1.5), (3, None, 2.0)], "x int, y string, z double")
     same = df.orderBy("x", ascending=False).repartition(3)
-    assert tracking.table_checksum(df) == tracking.table_checksum(same)
+    assert table_checksum(df) == table_checksum(same)
     changed = spark.createDataFrame([(1, "a", None), (2, "b", 1.5), (3, None, 2.5)], "x int, y string, z double")
-    assert tracking.table_checksum(df) != tracking.table_checksum(changed)
+    assert table_checksum(df) != table_checksum(changed)
     duplicated = df.unionByName(df.where("x = 1"))
-    assert tracking.table_checksum(df) != tracking.table_checksum(duplicated)
+    assert table_checksum(df) != table_checksum(duplicated)
     moved_null = spark.createDataFrame([(1, None, None), (2, "b", 1.5), (3, "a", 2.0)], "x int, y string, z double")
-    assert tracking.table_checksum(df) != tracking.table_checksum(moved_null)
+    assert table_checksum(df) != table_checksum(moved_null)
 
 
 def test_reproduce_reports_identical(run, spark):
-    result = reproduce(spark, run["run_id"], run["cfg"].tracking_uri)
+    result = TreLink(spark, run["config_path"]).reproduce(run["run_id"])
     assert result["config_sha256_matches"]
     assert result["source_versions"] == {n: s["version"] for n, s in run["summary"]["sources"].items()}
     assert Path(result["output_linkage_zone"]).resolve() != Path(run["cfg"].output.linkage_zone).resolve()
     assert result["identical"], result["tables"]
-    for table in tracking.OUTPUT_TABLES:
+    for table in OUTPUT_TABLES:
         assert result["tables"][table]["rows"] == result["tables"][table]["logged_rows"]

@@ -7,8 +7,8 @@ import argparse
 import json
 import logging
 import sys
-from tre_link.config import JobConfig, SparkSettings, load_config
-from tre_link.errors import TreLinkError
+from tre_link.platform.config import JobConfig, SparkSettings, load_config
+from tre_link.platform.errors import TreLinkError
 
 log = logging.getLogger("tre_link")
 
@@ -25,7 +25,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _session(cfg: JobConfig | None, master: str | None = None):
-    from tre_link.spark import build_session
+    from tre_link.platform.spark import build_session
 
     settings = cfg.spark if cfg else SparkSettings()
     if master:
@@ -34,7 +34,7 @@ def _session(cfg: JobConfig | None, master: str | None = None):
 
 
 def _cmd_synth(args, cfg: JobConfig) -> int:
-    from tre_link.errors import ConfigError
+    from tre_link.platform.errors import ConfigError
     from tre_link.synth import generate
 
     if cfg.synth is None:
@@ -46,9 +46,9 @@ def _cmd_synth(args, cfg: JobConfig) -> int:
 
 
 def _cmd_pseudonymise(args, cfg: JobConfig | None) -> int:
-    from tre_link.config import KeySource
-    from tre_link.pseudonymise import pseudonymise_table
-    from tre_link.secrets import load_key
+    from tre_link.platform.config import KeySource
+    from tre_link.publish.pseudonymise import pseudonymise_table
+    from tre_link.platform.secrets import load_key
 
     key = load_key(KeySource(env=args.key_env, file=args.key_file), purpose="linkage")
     spark = _session(cfg, args.master)
@@ -62,69 +62,56 @@ def _print_json(report: dict) -> int:
     return 0
 
 
-def _cmd_standardise(args, cfg: JobConfig) -> int:
-    from tre_link import pipeline
+def _linker(args, cfg: JobConfig):
+    from tre_link.api import TreLink
 
-    report = pipeline.run_standardise(_session(cfg, args.master), cfg)
-    return _print_json({"sources": {name: {"version": s["version"]} for name, s in report["sources"].items()}})
+    return TreLink(_session(cfg, args.master), cfg, config_path=args.config)
+
+
+def _cmd_standardise(args, cfg: JobConfig) -> int:
+    result = _linker(args, cfg).standardise()
+    return _print_json({"sources": {name: {"version": s.version} for name, s in result.report.sources.items()}})
 
 
 def _cmd_train(args, cfg: JobConfig) -> int:
-    from tre_link import pipeline
-
-    return _print_json(pipeline.run_train(_session(cfg, args.master), cfg))
+    return _print_json({"model_json": _linker(args, cfg).train().model_json})
 
 
 def _cmd_link(args, cfg: JobConfig) -> int:
-    from tre_link import pipeline
-    from tre_link.disclosure import release_counts
-    from tre_link.tracking import configure_mlflow, describe_model, resolve_model
+    from tre_link.record.registry import describe_model
 
-    spark = _session(cfg, args.master)
     model = args.model or cfg.linkage.model
-    if model and model.startswith("models:/"):
-        configure_mlflow(cfg)
-    report = pipeline.run_link(spark, cfg, resolve_model(model) if model else None)
-    report.pop("match_weight_histogram")
-    report = release_counts(report)
-    if model:
-        report["model"] = describe_model(model)
+    described = describe_model(model, cfg.tracking_uri) if model else None
+    report = _linker(args, cfg).link(model).report.released()
+    if described:
+        report["model"] = described
     return _print_json(report)
 
 
 def _cmd_publish(args, cfg: JobConfig) -> int:
-    from tre_link import pipeline
-
-    return _print_json({"research_dataset": pipeline.run_publish(_session(cfg, args.master), cfg, args.project)})
+    return _print_json({"research_dataset": _linker(args, cfg).publish(args.project).research.path})
 
 
 def _cmd_run(args, cfg: JobConfig) -> int:
-    from tre_link import pipeline
+    from tre_link.api import format_summary
 
     if args.model:
         cfg = cfg.model_copy(update={"linkage": cfg.linkage.model_copy(update={"model": args.model})})
-    spark = _session(cfg, args.master)
-    summary = pipeline.run_all(spark, cfg, args.config)
-    print(pipeline.format_summary(summary))
+    print(format_summary(_linker(args, cfg).run().summary))
     return 0
 
 
 def _cmd_demo(args, cfg: JobConfig) -> int:
     from tre_link import demo
+    from tre_link.api import format_summary
 
-    spark = _session(cfg, args.master)
-    summary = demo.run_demo(spark, cfg, args.config)
-    from tre_link.pipeline import format_summary
-
-    print(format_summary(summary))
+    result = demo.run_demo(_session(cfg, args.master), cfg, args.config)
+    print(format_summary(result.summary))
     return 0
 
 
 def _cmd_reproduce(args, cfg: JobConfig) -> int:
-    from tre_link.reproduce import reproduce
-
-    spark = _session(cfg, args.master)
-    result = reproduce(spark, args.run_id, cfg.tracking_uri, config_path=args.config)
+    result = _linker(args, cfg).reproduce(args.run_id)
     _print_json(result)
     return 0 if result["identical"] else 1
 

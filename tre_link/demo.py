@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from tre_link import pipeline
-from tre_link.config import JobConfig, KeySource
-from tre_link.errors import ConfigError
-from tre_link.secrets import write_random_key_file
+from tre_link.api import RunResult, TreLink, write_summary
+from tre_link.platform.config import JobConfig, KeySource
+from tre_link.platform.errors import ConfigError
+from tre_link.platform.secrets import write_random_key_file
 from tre_link.synth import generate
 
 log = logging.getLogger("tre_link")
@@ -36,14 +36,16 @@ def ensure_demo_keys(cfg: JobConfig) -> None:
         log.info("demo: wrote a throwaway key file for %s", source.env)
 
 
-def run_demo(spark: SparkSession, cfg: JobConfig, config_path: str) -> dict:
+def run_demo(spark: SparkSession, cfg: JobConfig, config_path: str) -> RunResult:
+    """Throwaway keys, a synthetic population, then `TreLink.run`; the summary names the synthetic tables too."""
     if cfg.synth is None:
         raise ConfigError(f"{config_path}: the demo needs a `synth` section")
     ensure_demo_keys(cfg)
     log.info("synth: generating %s people", f"{cfg.synth.people:,}")
     generated = generate(spark, cfg.synth)
-    summary = pipeline.run_all(spark, cfg, config_path, run_name="demo")
-    extra = {"synthetic": {"sources": generated.source_paths, "opt_outs": generated.opt_outs_path,
-                           "truth": generated.truth_path}}
-    pipeline.write_summary(cfg, extra)
-    return {**summary, **extra}
+    result = TreLink(spark, cfg, config_path=config_path).run(run_name="demo")
+    synthetic = {"synthetic": {"sources": generated.source_paths, "opt_outs": generated.opt_outs_path,
+                               "truth": generated.truth_path}}
+    write_summary(cfg, synthetic)
+    result.summary.update(synthetic)
+    return result
