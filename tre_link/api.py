@@ -23,6 +23,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+import pandas as pd
+
+from tre_link.ingest import quality
 from tre_link.ingest import stage as ingest
 from tre_link.ingest.stage import StandardiseResult, read_standardised
 from tre_link.link import stage as link_stage
@@ -31,7 +34,7 @@ from tre_link.platform.config import JobConfig, load_config
 from tre_link.platform.delta_io import read_delta
 from tre_link.publish import stage as publish_stage
 from tre_link.publish.stage import PublishResult
-from tre_link.record import registry, report, tracking
+from tre_link.record import document, registry, report, review, tracking
 from tre_link.record.evaluate import Accuracy, evaluate_person_index
 from tre_link.record.reproduce import LoggedRun, compare_with_logged, pinned_config
 
@@ -47,6 +50,7 @@ class RunResult:
     published: dict[str, PublishResult]
     accuracy: Accuracy | None
     summary: dict  # released figures and table paths: what summary.json holds
+    report: report.RunReport | None = None  # the linkage report's released figures
 
 
 class TreLink:
@@ -90,6 +94,28 @@ class TreLink:
         truth = read_delta(self.spark, self.config.truth_path, table="truth").df
         return evaluate_person_index(person_index, truth)
 
+    def evaluate_labels(self, person_index: str | None = None) -> review.ClericalEstimates | None:
+        """Precision and recall of a person index (the configured one by default) on the clerical
+        labels, with 95% intervals, overall and by subgroup; None without labels."""
+        path = person_index or self.config.output.person_index_table
+        index = read_delta(self.spark, path, table="person_index").df
+        return review.estimates_for(self.spark, self.config, index, read_standardised(self.spark, self.config))
+
+    def review_sample(self) -> review.ReviewSample:
+        """Draw borderline pairs of the latest linkage for clerical review, into the linkage zone: a
+        Delta table, an offline labelling page and a CSV to fill in."""
+        return review.sample_for_review(self.spark, self.config, read_standardised(self.spark, self.config))
+
+    def review_ingest(self, labels_csv: str | Path) -> dict:
+        """Load reviewers' labels (a filled-in CSV) into `clerical_labels`, refusing unknown pairs
+        and bad labels by name."""
+        return review.ingest_labels(self.spark, self.config, labels_csv)
+
+    def approve(self, version: str, reason: str, approver: str | None = None) -> dict:
+        """Move alias `approved` to a registered version, recording approver, time and reason."""
+        return registry.approve(self.config.tracking_uri, self.config.mlflow.registered_model, str(version), reason,
+                                approver)
+
     def linkage_report(self, linked: LinkResult) -> report.LinkageReport:
         """The released figures of a linkage: data quality, match weights, subgroup match rates."""
         cfg = self.config
@@ -125,24 +151,44 @@ class TreLink:
             if model_json is None:
                 with tracker.stage("train"):
                     model_json = self.train().model_json
-                    tracker.log_model(model_json, report.ModelParameters.from_json(model_json))
+                    model = tracker.log_model(model_json, report.ModelParameters.from_json(model_json),
+                                              registry.standardise_rules(cfg), pd.DataFrame(registry.INPUT_EXAMPLE))
+                    model["trained_in_run"] = True
             else:
-                tracker.log_model_used(configured_model, model_json, report.ModelParameters.from_json(model_json))
+                model = tracker.log_model_used(configured_model, model_json,
+                                               report.ModelParameters.from_json(model_json))
             with tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json)
                 tracker.log_released(linked.report.released())
                 tracker.log_checksums(report.output_checksums(
                     {"links": linked.links.df, "person_index": linked.person_index.df}))
-                tracker.log_linkage_report(self.linkage_report(linked))
+                linkage_figures = self.linkage_report(linked)
+                tracker.log_linkage_report(linkage_figures)
             published = {}
             for project in cfg.projects:
                 with tracker.stage(f"publish_{project.name}"):
                     published[project.name] = self.publish(project.name)
-            accuracy = None
+            accuracy, truth_recall = None, None
             if cfg.truth_path:
                 with tracker.stage("evaluate"):
                     accuracy = self.evaluate()
                     tracker.log_released({k: v for k, v in accuracy.released().items() if isinstance(v, float)})
+                    truth_recall = report.truth_recall_by_subgroup(
+                        linked.person_index.df, read_delta(spark, cfg.truth_path, table="truth").df,
+                        read_standardised(spark, cfg), cfg.report.age_reference_date)
+                    tracker.log_released({f"recall.{report.metric_key(r['subgroup'], r['value'])}": r["recall"]
+                                          for r in truth_recall})
+            clerical = review.estimates_for(spark, cfg, linked.person_index.df, read_standardised(spark, cfg))
+            if clerical is not None:
+                tracker.log_released(clerical.metrics())
+            with tracker.stage("report"):
+                run_report = self._run_report(tracker, standardised, linked, model, accuracy, truth_recall,
+                                              clerical, linkage_figures)
+                paths = document.write_report(run_report, cfg.output.report_html_path, cfg.output.report_pdf_path)
+                tracker.log_report(list(paths), run_report.as_dict())
+                if model.get("trained_in_run"):
+                    tracker.describe_model_version(model["model_version"], document.model_card(
+                        run_report, tracker.experiment_id, cfg.mlflow.registered_model))
             summary = {
                 "tables": {
                     "sources": {s.name: s.path for s in cfg.sources},
@@ -158,12 +204,46 @@ class TreLink:
                 "sources": standardised.report.released(),
                 "linkage": linked.report.released(),
                 "accuracy": accuracy.released() if accuracy else None,
+                "clerical": clerical.released() if clerical else None,
+                "report": {"html": str(cfg.output.report_html_path), "pdf": str(cfg.output.report_pdf_path)},
                 "wall_seconds": tracker.seconds,
             }
             write_summary(cfg, summary)
             tracker.log_artifact(str(cfg.output.summary_path))
         return RunResult(run_id=tracker.run_id, standardise=standardised, model_json=model_json, link=linked,
-                         published=published, accuracy=accuracy, summary=summary)
+                         published=published, accuracy=accuracy, summary=summary, report=run_report)
+
+    def _run_report(self, tracker: tracking.Tracker, standardised: StandardiseResult, linked: LinkResult,
+                    model: dict, accuracy: Accuracy | None, truth_recall: list[dict] | None,
+                    clerical: review.ClericalEstimates | None, figures: report.LinkageReport) -> report.RunReport:
+        """The linkage report's figures, all released, with the approved model's for comparison."""
+        cfg = self.config
+        parameters = report.ModelParameters.from_json(linked.model_json)
+        approved = registry.approved_model(cfg.tracking_uri, cfg.mlflow.registered_model)
+        compared = None
+        if approved is not None and approved["model_run_id"] != tracker.run_id:
+            before = report.ModelParameters.from_json(registry.resolve_model(approved["model_uri"], cfg.tracking_uri))
+            compared = {
+                "model_uri": approved["model_uri"], "run_id": approved["model_run_id"],
+                "weights": report.weight_changes(parameters, before),
+                "metrics": report.metric_changes(registry.run_metrics(cfg.tracking_uri, tracker.run_id),
+                                                 registry.run_metrics(cfg.tracking_uri, approved["model_run_id"])),
+            }
+        threshold = (f"It is set in the configuration ({self._config_label()}, "
+                     "linkage.threshold_match_probability), reviewed with the model and the clerical estimates.")
+        if clerical is not None:
+            released = clerical.released()
+            threshold += (f" At this threshold the clerical labels estimate precision {released['precision']['value']} "
+                          f"and recall {released['recall']['value']}.")
+        duplicates = quality.duplicate_profile(read_standardised(self.spark, cfg))
+        return report.RunReport(
+            run_id=tracker.run_id, config_file=self._config_label(), sources=standardised.report.released(),
+            linkage=linked.report.released(), accuracy=accuracy.released() if accuracy else None,
+            clerical=clerical.released() if clerical else None, quality=figures,
+            duplicates=report.released_duplicates(duplicates), truth_recall=truth_recall, parameters=parameters,
+            model=model, approved=compared, threshold_match_probability=cfg.linkage.threshold_match_probability,
+            threshold_source=threshold,
+        )
 
     def reproduce(self, run_id: str) -> dict:
         """Rerun standardise and link for a logged run, every source pinned by Delta time travel to

@@ -116,6 +116,46 @@ def _cmd_reproduce(args, cfg: JobConfig) -> int:
     return 0 if result["identical"] else 1
 
 
+def _cmd_review(args, cfg: JobConfig) -> int:
+    linker = _linker(args, cfg)
+    if args.action == "sample":
+        return _print_json(linker.review_sample().released())
+    if not args.labels:
+        from tre_link.platform.errors import ConfigError
+
+        raise ConfigError("review ingest: give the filled-in CSV with --labels FILE")
+    return _print_json(linker.review_ingest(args.labels))
+
+
+def _cmd_evaluate(args, cfg: JobConfig) -> int:
+    linker = _linker(args, cfg)
+    if args.against == "truth":
+        if not cfg.truth_path:
+            from tre_link.platform.errors import ConfigError
+
+            raise ConfigError(f"{args.config}: no truth_path; evaluate --against labels uses clerical labels")
+        from tre_link.platform.delta_io import read_delta
+        from tre_link.record.evaluate import evaluate_person_index
+
+        index = read_delta(linker.spark, args.person_index or cfg.output.person_index_table, table="person_index").df
+        truth = read_delta(linker.spark, cfg.truth_path, table="truth").df
+        return _print_json(evaluate_person_index(index, truth).released())
+    estimates = linker.evaluate_labels(args.person_index)
+    if estimates is None:
+        from tre_link.platform.errors import InputDataError
+
+        raise InputDataError(f"table clerical_labels: none at {cfg.output.clerical_labels_table}; "
+                             "draw a sample with `tre-link review sample` and load labels with `review ingest`")
+    return _print_json(estimates.released())
+
+
+def _cmd_approve(args, cfg: JobConfig) -> int:
+    from tre_link.record.registry import approve
+
+    return _print_json(approve(cfg.tracking_uri, cfg.mlflow.registered_model, args.version, args.reason,
+                               args.approver))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tre-link", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -147,6 +187,37 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
     p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs")
     p.add_argument("run_id")
+
+    def described(name: str, handler, help_text: str, example: str) -> argparse.ArgumentParser:
+        p = add(name, handler, help_text)
+        p.description, p.epilog = help_text[0].upper() + help_text[1:] + ".", f"example: {example}"
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        return p
+
+    p = described(
+        "review", _cmd_review, "clerical review: draw borderline pairs to label, or load the labels",
+        "tre-link review sample --config conf/demo.yaml; then, with the CSV filled in, "
+        "tre-link review ingest --config conf/demo.yaml --labels labels.csv",
+    )
+    p.add_argument("action", choices=["sample", "ingest"],
+                   help="sample: draw pairs around the threshold into the linkage zone (a Delta table, an offline "
+                        "labelling page and a CSV); ingest: load a filled-in CSV into clerical_labels")
+    p.add_argument("--labels", help="ingest: the CSV of pair_id,label[,reviewer] the page saved or you filled in")
+    p = described(
+        "evaluate", _cmd_evaluate, "score a person index against the truth table or the clerical labels",
+        "tre-link evaluate --config conf/demo.yaml --against labels",
+    )
+    p.add_argument("--against", choices=["truth", "labels"], default="labels",
+                   help="truth: the configured truth_path (synthetic data); labels: clerical labels, with 95%% "
+                        "intervals, overall and by subgroup (default)")
+    p.add_argument("--person-index", help="Delta path of the person index to score (default: the configured one)")
+    p = described(
+        "approve", _cmd_approve, "approve a registered model version: move alias `approved` and record why",
+        'tre-link approve --config conf/demo.yaml --version 3 --reason "F1 and subgroup gaps reviewed"',
+    )
+    p.add_argument("--version", required=True, help="the registered model version to approve")
+    p.add_argument("--reason", required=True, help="why it is approved: kept as the version's tag")
+    p.add_argument("--approver", help="who approves (default: the logged-in user)")
     return parser
 
 
@@ -158,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, cfg)
     except TreLinkError as err:
         print(f"tre-link {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ _SEX_CODES = {
     "M": ("1", "M", "MALE"),
     "F": ("2", "F", "FEMALE"),
 }
+SEX_CODES = _SEX_CODES  # the registered model applies the same codes (record/registry.standardise_rules)
 
 
 # --------------------------------------------------------------------------------------------

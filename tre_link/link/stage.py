@@ -52,6 +52,7 @@ class LinkResult:
     person_index: VersionedTable
     model_json: str  # the model the records were linked with
     report: LinkReport
+    scored_pairs: VersionedTable | None = None  # every scored pair: what clerical review samples
 
 
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
@@ -67,6 +68,7 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None) -> 
     with link_records(prepared, cfg.linkage, model_json) as outputs:
         links = write_table(outputs.links, cfg.output.links_table)
         person_index = write_table(outputs.person_index, cfg.output.person_index_table)
+        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table)
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = tuple(
             (float(r["bin_start"]), int(r["count"])) for r in match_weight_histogram(outputs.scored_pairs).collect()
@@ -85,4 +87,5 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None) -> 
         persons=person_index.df.select("person_id").distinct().count(),
         match_weight_histogram=histogram,
     )
-    return LinkResult(links=links, person_index=person_index, model_json=model_json, report=report)
+    return LinkResult(links=links, person_index=person_index, model_json=model_json, report=report,
+                      scored_pairs=scored)

@@ -96,6 +96,35 @@ class OutputConfig(_Strict):
     def model_json(self) -> str:
         return f"{self.linkage_zone}/model/splink_model.json"
 
+    @property
+    def scored_pairs_table(self) -> str:
+        """Every pair the probabilistic pass scored: the population clerical review samples from."""
+        return f"{self.linkage_zone}/scored_pairs"
+
+    @property
+    def review_sample_table(self) -> str:
+        """Pairs drawn for clerical review, with both records' identifiers (record-level)."""
+        return f"{self.linkage_zone}/review/sample"
+
+    @property
+    def review_dir(self) -> str:
+        """The labelling page and CSV of each review sample (record-level: they stay here)."""
+        return f"{self.linkage_zone}/review"
+
+    @property
+    def clerical_labels_table(self) -> str:
+        """Reviewers' labels, kept across runs so every new model is scored on the same pairs."""
+        return f"{self.linkage_zone}/clerical_labels"
+
+    @property
+    def report_html_path(self) -> Path:
+        """The run's linkage report (released figures only), beside summary.json."""
+        return Path(self.root) / "linkage_report.html"
+
+    @property
+    def report_pdf_path(self) -> Path:
+        return Path(self.root) / "linkage_report.pdf"
+
     def research_table(self, project: str) -> str:
         return f"{self.research_zone.rstrip('/')}/{project}/records"
 
@@ -148,6 +177,19 @@ class ReportConfig(_Strict):
     )
 
 
+class ReviewConfig(_Strict):
+    """Clerical review: how many scored pairs `tre-link review sample` draws, and where."""
+
+    pairs: int = Field(300, ge=10, description="Pairs per review sample.")
+    borderline_weight: float = Field(
+        5.0, gt=0, description="Pairs within this many match-weight units of the threshold are borderline."
+    )
+    borderline_share: float = Field(
+        0.7, ge=0, le=1, description="Share of the sample drawn from the borderline band; the rest spans every other weight."
+    )
+    seed: int = 7
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str | None = Field(None, description="Defaults to a SQLite store under output.root.")
     experiment: str = "tre-link"
@@ -168,6 +210,7 @@ class JobConfig(_Strict):
     projects: list[ProjectConfig] = Field(default_factory=list)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @field_validator("sources", "projects")
     @classmethod

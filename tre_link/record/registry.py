@@ -5,17 +5,32 @@ with several stores."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from tre_link.ingest import standardise
+from tre_link.platform.config import JobConfig
+from tre_link.platform.errors import ConfigError
 
 CANDIDATE_ALIAS = "candidate"
 APPROVED_ALIAS = "approved"
 # Where a registered version's run keeps its pyfunc model, and in it the Splink JSON.
 MODEL_ARTIFACT = "splink_pyfunc"
 SPLINK_JSON_ARTIFACT = f"{MODEL_ARTIFACT}/artifacts/splink_model.json"
+# The model's input example: two made-up records of one made-up person (a typo in the surname,
+# the date written two ways). The NHS number is in the 999 test range, so it is treated as missing.
+INPUT_EXAMPLE = [
+    {"record_id": "example-1", "source": "gp", "nhs_number": "999 000 0018", "given_name": "Ada",
+     "family_name": "Example", "dob": "1911-11-11", "sex": "F", "postcode": "ZZ99 9ZZ"},
+    {"record_id": "example-2", "source": "hospital", "nhs_number": "", "given_name": "ADA",
+     "family_name": "Exampel", "dob": "11/11/1911", "sex": "2", "postcode": "ZZ999ZZ"},
+]
 
 
 def is_registry_uri(model: str) -> bool:
@@ -57,3 +72,55 @@ def describe_model(uri: str, tracking_uri: str) -> dict:
         "model_run_id": mv.run_id,
         "source": mv.source,
     }
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def standardise_rules(cfg: JobConfig) -> dict:
+    """The pipeline's standardisation rules as the registered model applies them to plain records
+    (reference data only: titles, patterns, codes, date formats, nickname roots)."""
+    formats = list(dict.fromkeys(f for source in cfg.sources for f in source.dob_formats))
+    return {
+        "titles": list(standardise.TITLES),
+        "postcode_pattern": standardise.POSTCODE_PATTERN,
+        "sex_codes": {sex: list(codes) for sex, codes in standardise.SEX_CODES.items()},
+        "dob_formats": formats,
+        "min_dob": standardise.MIN_DOB.isoformat(),
+        "nickname_roots": [list(pair) for pair in standardise.nickname_root_pairs()],
+    }
+
+
+def approved_model(tracking_uri: str, name: str) -> dict | None:
+    """describe_model() of the version under alias `approved`, or None when there is none."""
+    try:
+        return describe_model(f"models:/{name}@{APPROVED_ALIAS}", tracking_uri)
+    except MlflowException:
+        return None
+
+
+def approve(tracking_uri: str, name: str, version: str, reason: str, approver: str | None = None) -> dict:
+    """Move alias `approved` to `version` and record who approved it, when and why (version tags)."""
+    if not reason.strip():
+        raise ConfigError("approve: give a reason (--reason)")
+    client = _client(tracking_uri)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise ConfigError(f"approve: registered model {name!r} has no version {version}") from None
+    approver = approver or getpass.getuser()
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    previous = approved_model(tracking_uri, name)
+    client.set_registered_model_alias(name, APPROVED_ALIAS, version)
+    for key, value in {"tre_link.approved_by": approver, "tre_link.approval_reason": reason,
+                       "tre_link.approved_at": when}.items():
+        client.set_model_version_tag(name, version, key, value)
+    return {**describe_model(f"models:/{name}/{version}", tracking_uri), "approved_by": approver,
+            "approval_reason": reason, "approved_at": when,
+            "previously_approved": previous["model_version"] if previous else None}
+
+
+def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
+    """A run's logged metrics (released figures), by name."""
+    return dict(_client(tracking_uri).get_run(run_id).data.metrics)

@@ -14,7 +14,7 @@ from datetime import date
 from functools import reduce
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from tre_link.platform.disclosure import release_count, release_rate
@@ -141,6 +141,13 @@ class LinkageReport:
         out.update({f"persons_with_cluster_size.{band}": n for band, n in self.cluster_sizes.items()})
         return {name: value for name, value in out.items() if value is not None}
 
+    @property
+    def overall_match_rate(self) -> float | None:
+        """Linked records / records over every source, from the released per-source counts."""
+        rows = [r for r in self.match_rates if r["subgroup"] == "source" and r["records"] and r["linked"] is not None]
+        records = sum(r["records"] for r in rows)
+        return sum(r["linked"] for r in rows) / records if records else None
+
     def suppressed(self) -> list[str]:
         """The names of counts suppressed under 10 (their rates are simply absent)."""
         names = [
@@ -173,7 +180,7 @@ def released_completeness(quality_profile) -> list[dict]:
     """Per (source, field): released rows/present counts and completeness from them.
 
     `quality_profile` is the Spark quality_profile table (already aggregate: a handful of rows)."""
-    rows = quality_profile.select("source", "field", "rows", "present").collect()
+    rows = quality_profile.select("source", "field", "rows", "present", "valid").collect()
     out = []
     for r in rows:
         out.append(
@@ -183,19 +190,22 @@ def released_completeness(quality_profile) -> list[dict]:
                 "rows": release_count(int(r["rows"])),
                 "present": release_count(int(r["present"])),
                 "completeness": release_rate(int(r["present"]), int(r["rows"])),
+                "validity": release_rate(int(r["valid"]), int(r["present"])),
             }
         )
     return sorted(out, key=lambda d: (d["source"], d["field"]))
 
 
-def subgroup_frame(person_index: DataFrame, standardised: DataFrame, age_reference_date: date) -> DataFrame:
-    """person_index joined to standardised records with the subgroup columns (still in Spark)."""
+def subgroup_frame(person_index: DataFrame, standardised: DataFrame, age_reference_date: date,
+                   hit: F.Column | None = None) -> DataFrame:
+    """person_index joined to standardised records with the subgroup columns (still in Spark) and
+    `_linked`: `hit` (by default, the record is in a cluster with another)."""
     ref = age_reference_date
-    joined = person_index.select("source", "record_id", "cluster_size").join(
+    hit = (F.col("cluster_size") > 1) if hit is None else hit
+    joined = person_index.select("source", "record_id", hit.cast("int").alias("_linked")).join(
         standardised, on=["source", "record_id"], how="inner"
     )
-    cols = [F.col("source").cast("string").alias("source"),
-            (F.col("cluster_size") > 1).cast("int").alias("_linked")]
+    cols = [F.col("source").cast("string").alias("source"), "_linked"]
     cols.append(F.col("sex").cast("string").alias("sex") if "sex" in standardised.columns else F.lit(None).alias("sex"))
     cols.append(age_band(F.col("dob"), ref).alias("age_band"))
     for name in ("ethnic_group", "imd_quintile"):
@@ -204,10 +214,12 @@ def subgroup_frame(person_index: DataFrame, standardised: DataFrame, age_referen
     return joined.select(*cols)
 
 
-def subgroup_match_rates(frame) -> list[dict]:
-    """Aggregate in Spark: per (subgroup, value) records and records in clusters of size > 1.
+def subgroup_match_rates(frame, names: tuple[str, str, str] = ("records", "linked", "match_rate")) -> list[dict]:
+    """Aggregate in Spark: per (subgroup, value) records and records with `_linked` (by default, in
+    clusters of size > 1), named by `names` (denominator, numerator, rate).
 
-    Returns released counts and rates (from the released counts); only aggregates are collected."""
+    Returns released counts and rates (from the released counts), subgroups in SUBGROUPS order and
+    values in their natural order (age bands by age); only aggregates are collected."""
     parts = [
         frame.select(F.lit(name).alias("subgroup"),
                      F.coalesce(F.col(name), F.lit("unknown")).alias("value"), "_linked")
@@ -224,9 +236,180 @@ def subgroup_match_rates(frame) -> list[dict]:
             {
                 "subgroup": r["subgroup"],
                 "value": r["value"],
-                "records": release_count(records),
-                "linked": release_count(linked),
-                "match_rate": release_rate(linked, records),
+                names[0]: release_count(records),
+                names[1]: release_count(linked),
+                names[2]: release_rate(linked, records),
             }
         )
-    return sorted(out, key=lambda d: (SUBGROUPS.index(d["subgroup"]), d["value"]))
+    return sorted(out, key=lambda d: (SUBGROUPS.index(d["subgroup"]), value_order(d["value"])))
+
+
+def value_order(value: str) -> tuple:
+    """Subgroup values in reading order: age bands and quintiles by number ('5-9' before '10-14',
+    '90+' last of them), then text, with 'unknown' at the end."""
+    if value == "unknown":
+        return (2, 0, value)
+    number = re.match(r"^(\d+)", str(value))
+    return (0, int(number.group(1)), value) if number else (1, 0, str(value))
+
+
+def released_duplicates(duplicates: DataFrame) -> list[dict]:
+    """`ingest.quality.duplicate_profile` per source, every count released."""
+    names = ("rows", "duplicate_record_ids", "duplicate_identifier_groups", "duplicate_identifier_rows")
+    out = [{"source": r["source"], **{n: release_count(int(r[n])) for n in names},
+            "duplicate_row_share": release_rate(int(r["duplicate_identifier_rows"]), int(r["rows"]))}
+           for r in duplicates.collect()]
+    return sorted(out, key=lambda d: d["source"])
+
+
+def truth_recall_by_subgroup(person_index: DataFrame, truth: DataFrame, standardised: DataFrame,
+                             age_reference_date: date) -> list[dict]:
+    """Per subgroup: of the records whose true person has another record (linkable), the share in
+    a cluster with at least one of them (found). Released counts, rates from them."""
+    joined = person_index.select("source", "record_id", "person_id").join(
+        truth.select("source", "record_id", F.col("person_id").alias("_true")), ["source", "record_id"])
+    counted = joined.select(
+        "source", "record_id",
+        (F.count(F.lit(1)).over(Window.partitionBy("_true")) > 1).alias("_linkable"),
+        (F.count(F.lit(1)).over(Window.partitionBy("person_id", "_true")) > 1).alias("_found"),
+    ).where("_linkable")
+    frame = subgroup_frame(counted, standardised, age_reference_date, hit=F.col("_found"))
+    return subgroup_match_rates(frame, ("linkable", "found", "recall"))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the figures: gaps in words, weights worth a look, changes since the approved model
+# --------------------------------------------------------------------------------------------
+
+EXTREME_WEIGHT = 15.0  # |log2 m/u| past this: a level that all but decides a pair on its own
+
+
+def subgroup_gaps(rates: list[dict], rate: str = "match_rate", what: str = "match rate") -> list[dict]:
+    """Per subgroup, the lowest and highest released rate among its known, unsuppressed values and
+    a sentence saying so; the largest gap first."""
+    gaps = []
+    for subgroup in SUBGROUPS:
+        rows = [r for r in rates if r["subgroup"] == subgroup and r[rate] is not None and r["value"] != "unknown"]
+        if len(rows) < 2:
+            continue
+        low, high = min(rows, key=lambda r: r[rate]), max(rows, key=lambda r: r[rate])
+        points = 100 * (high[rate] - low[rate])
+        gaps.append({
+            "subgroup": subgroup, "low": low["value"], "low_rate": low[rate], "high": high["value"],
+            "high_rate": high[rate], "gap_points": round(points, 1),
+            "sentence": (f"By {subgroup.replace('_', ' ')}, the {what} ranges from {low[rate]:.2f} "
+                         f"({low['value']}) to {high[rate]:.2f} ({high['value']}): a gap of {points:.1f} "
+                         "percentage points."),
+        })
+    return sorted(gaps, key=lambda g: -g["gap_points"])
+
+
+def weight_flags(parameters: ModelParameters) -> list[dict]:
+    """The model's levels with what a reviewer should look at: untrained (no m or u) and extreme
+    (|weight| >= EXTREME_WEIGHT) levels."""
+    rows = []
+    for level in parameters.levels:
+        weight = level["match_weight"]
+        flags = []
+        if level["m_probability"] is None or level["u_probability"] is None:
+            flags.append("untrained")
+        elif abs(weight) >= EXTREME_WEIGHT:
+            flags.append("extreme")
+        rows.append({**level, "flags": flags})
+    return rows
+
+
+def weight_changes(parameters: ModelParameters, approved: ModelParameters) -> list[dict]:
+    """Each level's match weight here and in the approved model, and the difference."""
+    before = {(r["comparison"], r["label"]): r["match_weight"] for r in approved.levels}
+    rows = [{"comparison": r["comparison"], "label": r["label"], "approved": before.get((r["comparison"], r["label"])),
+             "this_run": r["match_weight"]} for r in parameters.levels]
+    rows.append({"comparison": "prior", "label": "probability two records match",
+                 "approved": approved.prior_match_weight, "this_run": parameters.prior_match_weight})
+    for row in rows:
+        a, b = row["approved"], row["this_run"]
+        row["difference"] = b - a if a is not None and b is not None else None
+    return rows
+
+
+# Metrics a change summary always shows, when both runs have them.
+KEY_METRICS = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "person_precision", "person_recall",
+               "clerical.precision", "clerical.recall", "links_deterministic", "links_probabilistic", "persons")
+
+
+def metric_changes(metrics: dict[str, float], approved: dict[str, float], largest: int = 10) -> list[dict]:
+    """The key metrics and the `largest` other differences (by size) between two runs' released
+    metrics; timings left out."""
+    shared = [k for k in metrics if k in approved and not k.startswith("wall_seconds")]
+    rows = {k: {"metric": k, "approved": approved[k], "this_run": metrics[k], "difference": metrics[k] - approved[k]}
+            for k in shared}
+    key = [rows[k] for k in KEY_METRICS if k in rows]
+    rest = sorted((r for k, r in rows.items() if k not in KEY_METRICS and r["difference"]),
+                  key=lambda r: -abs(r["difference"]))[:largest]
+    return key + rest
+
+
+THRESHOLD_PROBABILITIES = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
+
+
+def threshold_sensitivity(histogram: list[tuple[float, int | None]]) -> list[dict]:
+    """Scored pairs at or above each candidate threshold: sums of released whole-bin counts (a
+    bin counts when it starts at or above the threshold's weight)."""
+    rows = []
+    for p in THRESHOLD_PROBABILITIES:
+        weight = math.log2(p / (1 - p))
+        rows.append({"threshold_match_probability": p, "threshold_weight": round(weight, 2),
+                     "pairs_at_or_above": sum(c or 0 for b, c in histogram if b >= math.floor(weight))})
+    return rows
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything the linkage report shows, every figure released, in the report's order."""
+
+    run_id: str
+    config_file: str
+    sources: dict  # StandardiseReport.released()
+    linkage: dict  # LinkReport.released()
+    accuracy: dict | None  # Accuracy.released(), against the truth table
+    clerical: dict | None  # ClericalEstimates.released()
+    quality: LinkageReport
+    duplicates: list[dict]
+    truth_recall: list[dict] | None
+    parameters: ModelParameters
+    model: dict  # which model: uri/version or "trained in this run"
+    approved: dict | None  # the approved version compared against, with weight and metric changes
+    threshold_match_probability: float
+    threshold_source: str
+
+    @property
+    def match_rate_gaps(self) -> list[dict]:
+        return subgroup_gaps(self.quality.match_rates)
+
+    @property
+    def recall_gaps(self) -> list[dict]:
+        return subgroup_gaps(self.truth_recall or [], "recall", "recall")
+
+    @property
+    def flagged_levels(self) -> list[dict]:
+        return weight_flags(self.parameters)
+
+    @property
+    def sensitivity(self) -> list[dict]:
+        return threshold_sensitivity(self.quality.match_weight_histogram)
+
+    def as_dict(self) -> dict:
+        """The released figures as JSON-ready data (logged beside the report)."""
+        return {
+            "run_id": self.run_id, "config_file": self.config_file, "sources": self.sources,
+            "linkage": self.linkage, "accuracy": self.accuracy, "clerical": self.clerical,
+            "completeness": self.quality.completeness, "duplicates": self.duplicates,
+            "cluster_sizes": self.quality.cluster_sizes, "match_rates": self.quality.match_rates,
+            "match_rate_gaps": self.match_rate_gaps, "truth_recall": self.truth_recall,
+            "recall_gaps": self.recall_gaps, "levels": self.flagged_levels,
+            "prior_match_weight": self.parameters.prior_match_weight, "model": self.model,
+            "approved": self.approved, "threshold_match_probability": self.threshold_match_probability,
+            "threshold_weight": self.quality.threshold_weight, "threshold_source": self.threshold_source,
+            "threshold_sensitivity": self.sensitivity,
+            "match_weight_histogram": self.quality.match_weight_histogram,
+        }

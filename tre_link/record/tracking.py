@@ -32,7 +32,33 @@ from tre_link.record.report import LinkageReport, ModelParameters, TableChecksum
 
 # The pyfunc is logged from this file's code (never pickled); not imported here, as importing it registers it.
 MODEL_CODE_PATH = str(Path(__file__).with_name("mlflow_model.py").resolve())
-MODEL_REQUIREMENTS = ["mlflow>=3,<4", "splink>=5,<6", "duckdb>=1.1", "pandas"]
+# What the pyfunc imports, pinned to the versions it was saved with.
+MODEL_PACKAGES = ("mlflow", "splink", "duckdb", "pandas", "doublemetaphone")
+EXPERIMENT_KIND = "custom_model_development"  # MLflow's kind for classic (not GenAI) model runs
+EXPERIMENT_DESCRIPTION = (
+    "tre-link record linkage runs. Each run is one pipeline invocation (standardise, train, link, publish, "
+    "evaluate) with a nested run per stage. The run holds disclosure-controlled metrics, charts, its "
+    "parameters and `report/linkage_report.html`; its registered model version is in the model registry "
+    "with aliases `candidate` and `approved`. Nothing logged here is record-level."
+)
+
+
+def model_requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_PACKAGES]
+
+
+def model_signature():
+    """Plain records in (see record/mlflow_model.py), scored pairs out, an optional threshold."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("string", c) for c in ("given_name", "family_name", "dob")]
+                    + [ColSpec("string", c, required=False)
+                       for c in ("record_id", "source", "nhs_number", "sex", "postcode")])
+    outputs = Schema([ColSpec("string", "unique_id_l"), ColSpec("string", "unique_id_r"),
+                      ColSpec("double", "match_weight"), ColSpec("double", "match_probability")])
+    params = ParamSchema([ParamSpec("threshold_match_probability", "double", 0.0)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 log = logging.getLogger("tre_link")
 
@@ -50,9 +76,14 @@ def _experiment_id(client: MlflowClient, cfg: JobConfig) -> str:
     beside it under output.root, not in ./mlruns under whatever the working directory is."""
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is not None:
-        return experiment.experiment_id
-    artifacts = None if cfg.mlflow.tracking_uri else (Path(cfg.output.root) / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+        experiment_id = experiment.experiment_id
+    else:
+        artifacts = None if cfg.mlflow.tracking_uri else (Path(cfg.output.root) / "mlartifacts").resolve().as_uri()
+        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    # Set on every run, so experiments made before these tags existed get them too.
+    client.set_experiment_tag(experiment_id, "mlflow.note.content", EXPERIMENT_DESCRIPTION)
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    return experiment_id
 
 
 class Tracker:
@@ -123,11 +154,14 @@ class Tracker:
                 {"prior_match_weight": parameters.prior_match_weight, "levels": levels}, indent=2))
             self.log_artifact(str(table), "model")
             self.log_artifact(str(Path(tmp) / "parameters.json"), "model")
-            self.log_artifact(charts.plot_match_weights(levels, Path(tmp) / "match_weights.png"), "charts")
+            self.log_artifact(charts.plot_match_weights(levels, Path(tmp) / "match_weights.png",
+                                                        prior_match_weight=parameters.prior_match_weight), "charts")
             self.log_artifact(charts.plot_m_u(levels, Path(tmp) / "m_u_parameters.png"), "charts")
 
-    def log_model(self, model_json: str, parameters: ModelParameters) -> dict:
+    def log_model(self, model_json: str, parameters: ModelParameters, standardise_rules: dict,
+                  input_example) -> dict:
         """Log the trained Splink model with the run, register it (from code) and alias it `candidate`.
+        The pyfunc carries its signature, `input_example` (synthetic records) and exact requirements.
 
         Returns describe_model() of the new version: model_uri, model_name, model_version..."""
         self._log_model_files(model_json, parameters)
@@ -135,11 +169,15 @@ class Tracker:
         # Saved, then logged and registered through the client: MLflow's log_model works only
         # through its process-wide active run.
         with tempfile.TemporaryDirectory() as tmp:
+            rules = Path(tmp) / "standardise_rules.json"
+            rules.write_text(json.dumps(standardise_rules, indent=1))
             mlflow.pyfunc.save_model(
                 f"{tmp}/{MODEL_ARTIFACT}",
                 python_model=MODEL_CODE_PATH,
-                artifacts={"splink_model": str(model_json)},
-                pip_requirements=MODEL_REQUIREMENTS,
+                artifacts={"splink_model": str(model_json), "standardise_rules": str(rules)},
+                pip_requirements=model_requirements(),
+                signature=model_signature(),
+                input_example=input_example,
             )
             self.client.log_artifacts(self.run_id, f"{tmp}/{MODEL_ARTIFACT}", MODEL_ARTIFACT)
         if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -177,13 +215,29 @@ class Tracker:
             self.log_artifact(charts.plot_completeness(report.completeness, tmp / "completeness.png"), "charts")
             self.log_artifact(charts.plot_match_weight_histogram(
                 report.match_weight_histogram, tmp / "match_weight_histogram.png", report.threshold_weight), "charts")
-            self.log_artifact(charts.plot_match_rates(report.match_rates, tmp / "match_rates.png"), "charts")
+            self.log_artifact(charts.plot_match_rates(report.match_rates, tmp / "match_rates.png",
+                                                      overall=report.overall_match_rate), "charts")
         self.log_json(report.completeness, "report/completeness.json")
         self.log_json([{"bin_start": b, "count": c} for b, c in report.match_weight_histogram],
                       "report/match_weight_histogram.json")
         self.log_json(report.match_rates, "report/match_rates.json")
         self.log_released(report.metrics())
         self.set_tags({f"suppressed.{name}": "under 10" for name in report.suppressed()})
+
+    def log_report(self, paths: list[str], figures: dict) -> None:
+        """The run's linkage report files and its figures as JSON, under report/."""
+        for path in paths:
+            self.log_artifact(path, "report")
+        self.log_json(figures, "report/report.json")
+
+    def log_charts_html(self, paths: list[str]) -> None:
+        """Splink's own interactive charts of model parameters (no record data)."""
+        for path in paths:
+            self.log_artifact(path, "charts/splink")
+
+    def describe_model_version(self, version: str, description: str) -> None:
+        """The registered version's description: its model card."""
+        self.client.update_model_version(self.cfg.mlflow.registered_model, version, description=description)
 
 
 @contextmanager
