@@ -133,3 +133,54 @@ def tracked_run(spark, demo_run) -> dict:
         "approved_run_id": approved["mlflow"]["run_id"],
         "candidate_version": str(candidate.version),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Record-level values of the synthetic sources, for the tests that check none is released
+# --------------------------------------------------------------------------------------------
+
+
+def source_values(spark, cfg) -> dict[str, set[str]]:
+    """Every identifying value in the synthetic inputs, in raw and normalised forms."""
+    import re
+
+    from pyspark.sql import functions as F
+
+    values: dict[str, set[str]] = {"nhs": set(), "record_id": set(), "name": set(), "postcode": set(), "dob": set()}
+    for source in cfg.sources:
+        cols = source.columns
+        df = spark.read.format("delta").load(source.path)
+        picks = {"nhs": cols.nhs_number, "record_id": cols.record_id, "given": cols.given_name,
+                 "family": cols.family_name, "postcode": cols.postcode, "dob": cols.dob}
+        rows = df.select(*[F.col(c).cast("string").alias(k) for k, c in picks.items() if c]).collect()
+        for r in rows:
+            d = r.asDict()
+            if d.get("nhs"):
+                values["nhs"].update({d["nhs"], re.sub(r"\D", "", d["nhs"])})
+            if d.get("record_id"):
+                values["record_id"].add(d["record_id"])
+            if d.get("postcode"):
+                values["postcode"].update({d["postcode"].upper(), d["postcode"].upper().replace(" ", "")})
+            if d.get("dob"):
+                values["dob"].add(d["dob"])
+            for part in ("given", "family"):
+                if d.get(part):
+                    values["name"].add(d[part].upper())
+            if d.get("given") and d.get("family"):
+                values["name"].add(f"{d['given']} {d['family']}".upper())
+    values["nhs"].discard("")
+    return values
+
+
+def found_record_values(text: str, values: dict[str, set[str]]) -> set[str]:
+    """The record-level values of `values` that `text` holds: identifiers as whole words (or as
+    phrases), names of six letters or more as words, and long NHS numbers and ids anywhere."""
+    import re
+
+    text = text.upper()
+    words = set(re.findall(r"[A-Z0-9'.\-/]+", text))
+    identifiers = values["nhs"] | values["record_id"] | values["postcode"] | values["dob"]
+    found = {v for v in identifiers if (v in text if " " in v else v in words)}
+    found |= {n for n in values["name"] if len(n) >= 6} & words
+    found |= {v for v in values["nhs"] | values["record_id"] if len(v) >= 8 and v.upper() in text}
+    return found

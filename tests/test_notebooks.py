@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def _execute(name: str, env: dict[str, str]) -> nbformat.NotebookNode:
     # "python" in the spec's argv for sys.executable.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
+        # The kernel starts in notebooks/, as when a researcher opens them from JupyterLab.
         NotebookClient(nb, timeout=300, kernel_name=_kernel_name(),
-                       resources={"metadata": {"path": str(NOTEBOOKS.parent)}}).execute()
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -66,12 +68,20 @@ def run(tracked_run):
     return tracked_run
 
 
-def test_model_review_notebook(run):
+def test_notebook_headings_render_as_markdown():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        heads = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+        assert heads and all(re.match(r"^#{1,3} \S", h) for h in heads), (path.name, heads)
+
+
+def test_model_review_notebook_compares_with_the_approved_model_by_default(run):
     summary_path = Path(run["cfg"].output.summary_path)
-    nb = _execute("model_review.ipynb", {"TRE_LINK_SUMMARY": str(summary_path),
-                                         "TRE_LINK_COMPARE_RUN": run["approved_run_id"]})
+    nb = _execute("model_review.ipynb", {"TRE_LINK_SUMMARY": str(summary_path)})
     text = _text(nb)
-    assert run["run_id"] in text
+    # summary.json names the last run (the one that linked with the approved model); the approved
+    # version was trained in the first
+    assert f"trained in run {run['run_id']}" in text and run["approved_run_id"] in text
     assert "config_sha256" in text and "source.gp.version" in text
     assert "match_weight_other" in text and "difference" in text
     assert "match_rate.sex.F" in text
@@ -79,7 +89,7 @@ def test_model_review_notebook(run):
     assert _images(nb) >= 5
 
 
-def test_researcher_quickstart_notebook(run):
+def test_researcher_quickstart_notebook_checks_its_cohort_table_with_acro(run):
     summary_path = Path(run["cfg"].output.summary_path)
     nb = _execute("researcher_quickstart.ipynb", {"TRE_LINK_SUMMARY": str(summary_path),
                                                   "TRE_LINK_PROJECT": "cardio_outcomes"})
@@ -87,3 +97,4 @@ def test_researcher_quickstart_notebook(run):
     assert "cardio_outcomes" in text and "person_key" in text
     assert "people (released):" in text
     assert "age_band" in text
+    assert re.search(r"ACRO output_0: status (pass|review|fail)", text)

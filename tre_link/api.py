@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +208,7 @@ class TreLink:
                 "clerical": clerical.released() if clerical else None,
                 "report": {"html": str(cfg.output.report_html_path), "pdf": str(cfg.output.report_pdf_path)},
                 "wall_seconds": tracker.seconds,
+                "paths_relative_to": str(Path.cwd().resolve()),  # relative paths above are from here
             }
             write_summary(cfg, summary)
             tracker.log_artifact(str(cfg.output.summary_path))
@@ -293,6 +295,34 @@ def write_summary(cfg: JobConfig, summary: dict) -> None:
     existing = json.loads(path.read_text()) if path.exists() else {}
     existing.update(summary)
     path.write_text(json.dumps(existing, indent=2, sort_keys=True, default=str))
+
+
+def read_summary(path: str | Path | None = None) -> dict:
+    """A run's summary.json with every path in it absolute, wherever the caller runs (a notebook's
+    kernel starts in notebooks/). `path`, else $TRE_LINK_SUMMARY, else out/demo/summary.json in the
+    working directory or the nearest folder above it."""
+    given = path or os.environ.get("TRE_LINK_SUMMARY")
+    if given:
+        found, base = Path(given).resolve(), Path.cwd()
+    else:
+        here = Path.cwd().resolve()
+        folder = next((f for f in (here, *here.parents) if (f / "out" / "demo" / "summary.json").exists()), None)
+        if folder is None:
+            raise FileNotFoundError(f"no out/demo/summary.json in {here} or above: run `make demo`, "
+                                    "or set TRE_LINK_SUMMARY to a run's summary.json")
+        found, base = folder / "out" / "demo" / "summary.json", folder
+    summary = json.loads(found.read_text())
+    base = Path(summary.get("paths_relative_to") or base)
+
+    def absolute(value):
+        if isinstance(value, dict):
+            return {k: absolute(v) for k, v in value.items()}
+        return str(base / value) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+    for key in ("tables", "model_json", "report", "synthetic"):
+        if key in summary:
+            summary[key] = absolute(summary[key])
+    return summary
 
 
 def format_summary(summary: dict) -> str:

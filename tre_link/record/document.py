@@ -51,7 +51,7 @@ def _fmt(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:,.2f}"
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:,.2f}"
     if isinstance(value, (list, tuple)):
         return ", ".join(_fmt(v) for v in value) or "-"
     return str(value)

@@ -284,7 +284,7 @@ def truth_recall_by_subgroup(person_index: DataFrame, truth: DataFrame, standard
 EXTREME_WEIGHT = 15.0  # |log2 m/u| past this: a level that all but decides a pair on its own
 
 
-def subgroup_gaps(rates: list[dict], rate: str = "match_rate", what: str = "match rate") -> list[dict]:
+def subgroup_gaps(rates: list[dict], rate: str = "match_rate", what: str = "link rate") -> list[dict]:
     """Per subgroup, the lowest and highest released rate among its known, unsuppressed values and
     a sentence saying so; the largest gap first."""
     gaps = []
