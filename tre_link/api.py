@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pandas as pd
 from tre_link.ingest import quality
 from tre_link.ingest import stage as ingest
 from tre_link.ingest.stage import StandardiseResult, read_standardised
+from tre_link.link import probabilistic
 from tre_link.link import stage as link_stage
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform.config import JobConfig, load_config
@@ -155,9 +157,14 @@ class TreLink:
                     model = tracker.log_model(model_json, report.ModelParameters.from_json(model_json),
                                               registry.standardise_rules(cfg), pd.DataFrame(registry.INPUT_EXAMPLE))
                     model["trained_in_run"] = True
+                    tracker.log_charts_html(sorted(
+                        str(p) for p in probabilistic.model_chart_folder(model_json).glob("*.html")))
             else:
                 model = tracker.log_model_used(configured_model, model_json,
                                                report.ModelParameters.from_json(model_json))
+                with tempfile.TemporaryDirectory() as tmp:
+                    tracker.log_charts_html(probabilistic.save_parameter_charts(
+                        probabilistic.load_model(model_json), tmp))
             with tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json)
                 tracker.log_released(linked.report.released())

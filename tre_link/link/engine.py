@@ -57,7 +57,10 @@ _LINKAGE_SQL_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000"}
 def train_model(records: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
     """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON."""
     with sql_conf(records.sparkSession, _LINKAGE_SQL_CONF):
-        return probabilistic.save_model(probabilistic.train(records, linkage, seed), model_path)
+        model = probabilistic.train(records, linkage, seed)
+    # While the trained model still holds its estimates from every training session.
+    probabilistic.save_parameter_charts(model, probabilistic.model_chart_folder(model_path))
+    return probabilistic.save_model(model, model_path)
 
 
 # What linking reads of each prepared record beyond the model's and the rules' columns.

@@ -62,6 +62,22 @@ def save_model(model: Model, path: str) -> str:
     return path
 
 
+def save_parameter_charts(model: Model, folder: str | Path) -> list[str]:
+    """Splink's parameter charts of `model` as HTML files in `folder` (parameters only)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, page in splink.parameter_charts_html(model).items():
+        (folder / f"{name}.html").write_text(page)
+        paths.append(str(folder / f"{name}.html"))
+    return paths
+
+
+def model_chart_folder(model_path: str) -> Path:
+    """Where the parameter charts of the model saved at `model_path` go (beside it)."""
+    return Path(model_path).parent / "charts"
+
+
 # ------------------------------------------------------------------------------------------------
 # Records and pairs
 # ------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import sqlglot
 from splink import DuckDBAPI, SettingsCreator
 from splink.internals.blocking import BlockingRule
 from splink.internals.blocking_analysis import _as_blocking_rule
+from splink.internals.charts import ParameterEstimateComparisonsChart
 from splink.internals.em_training_session import EMTrainingSession
 from splink.internals.estimate_u import _rows_needed_for_n_pairs
 from splink.internals.m_u_records_to_parameters import (
@@ -48,6 +49,18 @@ def model_from_dict(settings: dict) -> Model:
 
 def model_as_dict(model: Model) -> dict:
     return model.as_dict()
+
+
+def parameter_charts_html(model: Model) -> dict[str, str]:
+    """Splink's own charts of a model's parameters, as self-contained HTML (its chart libraries
+    inlined): match weights, m and u, and, for a model trained in this process, each level's
+    estimates across the training sessions (u sampling, each EM rule). Parameters only, no record.
+    (Splink's term-frequency chart is not here: it labels its bars with name values.)"""
+    charts = {"match_weights": model.match_weights_chart(), "m_u_parameters": model.m_u_parameters_chart()}
+    estimates = model._parameter_estimates_as_records
+    if any(r.get("estimate_description") != "Splink's default" for r in estimates):
+        charts["parameter_estimates"] = ParameterEstimateComparisonsChart(estimates)
+    return {name: chart.to_html(inline=True) for name, chart in charts.items()}
 
 
 def columns_read_by_model(model: Model) -> list[str]:
