@@ -116,6 +116,7 @@ def test_reviewer_reaches_f1_subgroup_rates_and_report_within_two_clicks_of_the_
     assert _click_link(browser, f"/runs/{run_id}")
     assert browser.wait_for(f"location.hash.includes('/runs/{run_id}')", 30)
     assert browser.wait_for("document.body.innerText.includes('pairwise_f1')", 90), browser.text()[:2000]
+    assert "pairwise F1" in browser.text()  # the run's description, above its metrics
     assert browser.wait_for("document.body.innerText.includes('match_rate.ethnic_group')", 30)
     browser.screenshot(SCREENSHOTS / "mlflow_run.png", full_page=False)
     # click 2: the run's artifacts, opened at the report, which MLflow shows in a frame

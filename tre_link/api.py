@@ -194,9 +194,10 @@ class TreLink:
                                               clerical, linkage_figures)
                 paths = document.write_report(run_report, cfg.output.report_html_path, cfg.output.report_pdf_path)
                 tracker.log_report(list(paths), run_report.as_dict())
+                card = document.model_card(run_report, tracker.experiment_id, cfg.mlflow.registered_model)
+                tracker.describe_run(card)
                 if model.get("trained_in_run"):
-                    tracker.describe_model_version(model["model_version"], document.model_card(
-                        run_report, tracker.experiment_id, cfg.mlflow.registered_model))
+                    tracker.describe_model_version(model["model_version"], card)
             summary = {
                 "tables": {
                     "sources": {s.name: s.path for s in cfg.sources},

@@ -305,10 +305,16 @@ def run_links(experiment_id: str, run_id: str) -> dict[str, str]:
 
 
 def model_card(report: RunReport, experiment_id: str, registered_model: str) -> str:
+    """Markdown for the registered version's description and the run's: headline figures and
+    links to the run and its report (MLflow UI links)."""
     links = run_links(experiment_id, report.run_id)
     sources = ", ".join(f"{n} (version {v['version']}, {_fmt(v['records'])} records)" for n, v in report.sources.items())
+    if report.model.get("trained_in_run"):
+        first = f"**tre-link linkage model**: a Fellegi-Sunter model (Splink) trained in run [{report.run_id}]({links['run']})."
+    else:
+        first = f"**tre-link linkage run** [{report.run_id}]({links['run']}), linked with {report.model.get('model_uri')}."
     lines = [
-        f"**tre-link linkage model**: a Fellegi-Sunter model (Splink) trained in run [{report.run_id}]({links['run']}).",
+        first,
         "",
         f"* **Linkage report** (matching statistics, data quality, subgroup rates, weights, changes, threshold): "
         f"[{REPORT_ARTIFACT}]({links['report']})",

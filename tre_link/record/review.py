@@ -40,6 +40,7 @@ from tre_link.platform.delta_io import VersionedTable, read_delta, write_table
 from tre_link.platform.disclosure import release_count, release_rate
 from tre_link.platform.errors import InputDataError
 from tre_link.publish.projects import age_band
+from tre_link.record.report import metric_key
 
 LABELS = ("match", "non_match", "unsure")
 # The fields a reviewer compares, side by side.
@@ -387,7 +388,7 @@ class ClericalEstimates:
                 out[f"clerical.{name}{suffix}"] = value
         for g in released["by_subgroup"]:
             for name in ("precision", "recall"):
-                out[f"clerical.{name}.{g['subgroup']}.{g['value']}"] = g[name]["value"]
+                out[f"clerical.{name}.{metric_key(g['subgroup'], g['value'])}"] = g[name]["value"]
         out["clerical.labelled_pairs"] = released["labelled_pairs"]
         return {k: v for k, v in out.items() if v is not None}
 
@@ -424,9 +425,9 @@ def estimate(labelled: list[dict]) -> ClericalEstimates:
 
 def labelled_pairs(labels: DataFrame, person_index: DataFrame, standardised: DataFrame,
                    age_reference_date) -> DataFrame:
-    """Labels of the latest labelled sample with `predicted` (both records in one person of
+    """Labels of the sample labelled last with `predicted` (both records in one person of
     `person_index`) and each pair's subgroups: one narrow row per labelled pair, no identifier."""
-    latest = labels.agg(F.max("sample_id")).first()[0]
+    latest = labels.orderBy(F.desc("labelled_at")).select("sample_id").first()[0]  # the latest labelled sample
     ours = labels.where(F.col("sample_id") == latest)
     persons = person_index.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID), "person_id")
     attrs = standardised.select(

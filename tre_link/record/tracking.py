@@ -235,6 +235,10 @@ class Tracker:
         for path in paths:
             self.log_artifact(path, "charts/splink")
 
+    def describe_run(self, description: str) -> None:
+        """The run page's description (markdown), shown above its metrics."""
+        self.set_tags({"mlflow.note.content": description})
+
     def describe_model_version(self, version: str, description: str) -> None:
         """The registered version's description: its model card."""
         self.client.update_model_version(self.cfg.mlflow.registered_model, version, description=description)
