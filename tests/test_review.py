@@ -213,6 +213,7 @@ def test_review_round_trip_on_the_demo_estimates_within_the_truth(spark, demo_ru
     assert sample.pairs >= 10 and Path(sample.page).is_file() and Path(sample.csv).is_file()
     for path in (sample.page, sample.csv, sample.table.path):  # record-level files stay in the linkage zone
         assert Path(path).resolve().is_relative_to(Path(cfg.output.linkage_zone).resolve())
+    _label_first_pair_on_the_page(sample.page, tmp_path)
     labelled = _oracle_labels(spark, cfg, sample.table.df).select("pair_id", "label").collect()
     csv_path = _write_csv(tmp_path / "labels.csv", [{"pair_id": r["pair_id"], "label": r["label"], "reviewer": "t"}
                                                     for r in labelled])
@@ -234,6 +235,31 @@ def test_review_round_trip_on_the_demo_estimates_within_the_truth(spark, demo_ru
     true_recall = tp / (tp + cells.get((False, True), 0))
     assert estimates.precision.lower <= true_precision <= estimates.precision.upper
     assert estimates.recall.lower <= true_recall <= estimates.recall.upper
+
+
+def _label_first_pair_on_the_page(page: str, tmp_path: Path) -> None:
+    """The offline page in Chromium: no console error; a click labels a pair, and the save button
+    writes a CSV that `review ingest` reads."""
+    from browser import Chromium
+
+    with Chromium() as browser:
+        assert browser.open(Path(page).resolve().as_uri())
+        assert browser.console_errors() == []
+        first = browser.evaluate("document.querySelector('input[type=radio][value=non_match]').name.slice(5)")
+        browser.evaluate("document.getElementById('reviewer').value = 'tester';"
+                         "document.querySelector('input[type=radio][value=non_match]').click();"
+                         "window.__saved = []; URL.createObjectURL = blob => { window.__saved.push(blob); return '#'; };"
+                         "document.getElementById('save').click();")
+        assert "1 of" in browser.evaluate("document.getElementById('progress').textContent")
+        saved = browser.evaluate("window.__saved[0].text()")
+        assert browser.console_errors() == []
+    rows = review.read_label_csv(_write_text(tmp_path / "page.csv", saved))
+    assert rows == [{"pair_id": first, "label": "non_match", "reviewer": "tester"}]
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_estimates_on_loosely_blocked_generator_pairs_contain_the_truth(spark, demo_run):

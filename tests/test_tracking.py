@@ -111,7 +111,18 @@ def test_nothing_record_level_reaches_mlflow(run, record_values, client, fluent_
             if path.name == "standardise_rules.json":  # reference data: only names the nicknames package lists
                 _assert_nickname_reference_only(text)
                 continue
+            if path.suffix == ".html":  # Splink's charts inline its chart libraries, whose words are not records
+                text = _without_splink_libraries(text)
             assert not found_record_values(text, record_values), f"{path.name} contains record-level values"
+
+
+def _without_splink_libraries(text: str) -> str:
+    """The page less the JavaScript libraries Splink ships and inlines: what is left is the chart's own data."""
+    import splink
+
+    for library in (Path(splink.__file__).parent / "internals" / "files" / "external_js").iterdir():
+        text = text.replace(library.read_text(), "")
+    return text
 
 
 def _assert_nickname_reference_only(text: str) -> None:

@@ -57,6 +57,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _trained(parameter: float | None) -> float | str:
+    """A model parameter: None means never estimated (parameters are not counts, so never suppressed)."""
+    return "not trained" if parameter is None else parameter
+
+
 def _interval(estimate: dict) -> str:
     if estimate["value"] is None:
         return "not released (fewer than 10 labelled pairs)"
@@ -152,8 +157,9 @@ def sections(report: RunReport, chart_dir: Path) -> list[Section]:
         f"{EXTREME_WEIGHT:g} or more, so it all but decides a pair on its own." if flagged else
         "No level is untrained and none has an extreme weight.")
     s.tables.append(Table("Comparison levels", ["comparison", "level", "m", "u", "match weight", "tf adjusted", "flags"],
-                          [[r["comparison"], r["label"], r["m_probability"], r["u_probability"], r["match_weight"],
-                            r["tf_adjustment"], ", ".join(r["flags"]) or "-"] for r in report.flagged_levels]))
+                          [[r["comparison"], r["label"], _trained(r["m_probability"]), _trained(r["u_probability"]),
+                            _trained(r["match_weight"]), r["tf_adjustment"], ", ".join(r["flags"]) or "-"]
+                           for r in report.flagged_levels]))
     s.charts.append(charts.plot_match_weights(report.parameters.levels, chart_dir / "match_weights.png",
                                               prior_match_weight=report.parameters.prior_match_weight))
     s.charts.append(charts.plot_m_u(report.parameters.levels, chart_dir / "m_u_parameters.png"))
@@ -168,8 +174,8 @@ def sections(report: RunReport, chart_dir: Path) -> list[Section]:
         ap = report.approved
         s.paragraphs.append(f"Compared with the approved model {ap['model_uri']} (run {ap['run_id']}).")
         s.tables.append(Table("Match weights", ["comparison", "level", "approved", "this run", "difference"],
-                              [[r["comparison"], r["label"], r["approved"], r["this_run"], r["difference"]]
-                               for r in ap["weights"]]))
+                              [[r["comparison"], r["label"], _trained(r["approved"]), _trained(r["this_run"]),
+                                _trained(r["difference"])] for r in ap["weights"]]))
         s.tables.append(Table("Metrics (released)", ["metric", "approved run", "this run", "difference"],
                               [[r["metric"], r["approved"], r["this_run"], r["difference"]] for r in ap["metrics"]]))
     out.append(s)
