@@ -264,11 +264,12 @@ def _text_lines(part: Section) -> list[str]:
     return lines
 
 
-def write_pdf(parts: list[Section], path: Path) -> str:
-    """Each section as text pages (monospace tables) followed by its charts, one per page."""
+def write_pdf(parts: list[Section], path: Path, heading: list[str] | None = None) -> str:
+    """Each section as text pages (monospace tables) followed by its charts, one per page;
+    `heading` opens the first page."""
     with PdfPages(path) as pdf:
-        for part in parts:
-            lines = _text_lines(part)
+        for number, part in enumerate(parts):
+            lines = (heading or []) + _text_lines(part) if number == 0 else _text_lines(part)
             for start in range(0, len(lines), _LINES_PER_PAGE):
                 fig = plt.figure(figsize=(8.27, 11.69))  # A4
                 fig.text(0.05, 0.97, "\n".join(lines[start:start + _LINES_PER_PAGE]), va="top", ha="left",
@@ -293,7 +294,9 @@ def write_report(report: RunReport, html_path: Path, pdf_path: Path) -> tuple[st
     with tempfile.TemporaryDirectory() as tmp:
         parts = sections(report, Path(tmp))
         html_path.write_text(render_html(report, parts))
-        write_pdf(parts, pdf_path)
+        write_pdf(parts, pdf_path, [f"Linkage report: run {report.run_id}", f"config {report.config_file}",
+                                    "Released output: counts under 10 suppressed, others rounded to 5; "
+                                    "rates from rounded counts.", ""])
     return str(html_path), str(pdf_path)
 
 
