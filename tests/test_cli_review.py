@@ -1,5 +1,5 @@
 """The review, evaluate and approve subcommands: each with a description, an example and help on
-every argument; a bad labels file exits with the bad-input code, naming the label."""
+every argument; a bad labels file is refused as bad input, naming the label."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import argparse
 
 import pytest
 
-from tre_link.cli import build_parser, main
-from tre_link.platform.errors import EXIT_BAD_INPUT
+from tre_link.cli import build_parser
+from tre_link.platform.config import load_config
+from tre_link.platform.errors import EXIT_BAD_INPUT, InputDataError
 
 NEW_COMMANDS = ("review", "evaluate", "approve")
 
@@ -27,7 +28,7 @@ def test_new_subcommands_have_a_description_an_example_and_help_on_every_argumen
             assert action.help, (command, action.dest)
 
 
-def test_review_ingest_with_a_bad_label_exits_with_the_bad_input_code(tmp_path, monkeypatch, capsys):
+def test_review_ingest_with_a_bad_label_is_refused_as_bad_input(tmp_path, monkeypatch):
     import tre_link.cli as cli
 
     labels = tmp_path / "labels.csv"
@@ -39,6 +40,8 @@ def test_review_ingest_with_a_bad_label_exits_with_the_bad_input_code(tmp_path, 
         "blocking_rules_predict: ['l.dob = r.dob']}\n")
     # the labels are checked before Spark is needed, so the session is never built
     monkeypatch.setattr(cli, "_session", lambda *a, **k: None)
-    code = main(["review", "ingest", "--config", str(config), "--labels", str(labels)])
-    assert code == EXIT_BAD_INPUT
-    assert "line 2 (pair_id ab12): label 'maybe' is not one of match, non_match, unsure" in capsys.readouterr().err
+    args = build_parser().parse_args(["review", "ingest", "--config", str(config), "--labels", str(labels)])
+    with pytest.raises(InputDataError) as err:
+        args.handler(args, load_config(config))
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert "line 2 (pair_id ab12): label 'maybe' is not one of match, non_match, unsure" in str(err.value)

@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, cfg)
     except TreLinkError as err:
         print(f"tre-link {args.command}: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return 2
 
 
 if __name__ == "__main__":
