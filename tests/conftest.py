@@ -37,6 +37,7 @@ def spark(tmp_path_factory):
         driver_memory="2g",
         shuffle_partitions=1,
         checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
+        local_dir=str(tmp_path_factory.mktemp("spark-local")),
         conf={
             "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
             # what a TRE's history server would keep: test_key_leaks reads it for keys

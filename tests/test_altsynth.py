@@ -67,7 +67,7 @@ def test_schemas(pop):
     assert list(pop.truth.columns) == ["source", "record_id", "person_id"]
     for df in (*pop.sources.values(), pop.truth):
         for col in df.columns:
-            assert pd.api.types.is_string_dtype(df[col]), col
+            assert df[col].dropna().map(type).eq(str).all(), col  # text, as a provider sends it
 
 
 def test_source_sizes_are_60_40(pop):

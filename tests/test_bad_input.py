@@ -21,9 +21,9 @@ def _without_opt_outs(config_path):
     return config_path
 
 
-def test_missing_source_table_names_the_path(spark, tmp_path, capsys):
+def test_missing_source_table_names_the_path_and_exits_3(spark, tmp_path, capsys):
     config_path = _without_opt_outs(small_demo_config(tmp_path))
-    assert main(["standardise", "--config", str(config_path)]) == 2
+    assert main(["standardise", "--config", str(config_path)]) == 3
     err = capsys.readouterr().err
     assert f"{tmp_path}/sources/gp" in err and "no Delta table" in err
 

@@ -50,7 +50,7 @@ def test_unknown_column_mapping_field(tmp_path):
 
 def test_research_zone_inside_linkage_zone_refused(tmp_path):
     path = _write(tmp_path, lambda raw: raw["output"].update(research_zone="out/demo/linkage/research"))
-    with pytest.raises(ConfigError, match="research_zone must not lie inside"):
+    with pytest.raises(ConfigError, match="research_zone overlaps output.linkage_zone"):
         load_config(path)
 
 

@@ -13,13 +13,13 @@ from pyspark.sql import functions as F
 from tre_link.platform.config import KeySource
 from tre_link.platform.errors import SecretKeyError
 from tre_link.platform.hmac_sql import hmac_sha256_hex, with_keyed_columns
-from tre_link.ingest.optout import remove_opt_outs
+from tre_link.ingest.optout import opted_out_persons, records_carrying_opt_outs
 from tre_link.publish.pseudonymise import pseudonymise_nhs_numbers, pseudonymise_table
 from tre_link.platform.secrets import load_key, write_random_key_file
 
 from conftest import printed_key_forms
 
-KEY_HEX = "6b" * 32  # 32 bytes
+KEY_HEX = bytes(range(200, 232)).hex()  # 32 bytes, all distinct
 KEY = bytes.fromhex(KEY_HEX)
 OTHER_KEY = b"another-linkage-key-of-at-least-32-bytes!"
 
@@ -191,21 +191,39 @@ def test_pseudonymise_table_roundtrip(spark, tmp_path):
 # ---------------------------------------------------------------- opt-outs
 
 
-def test_remove_opt_outs_plain(spark):
+def test_records_carrying_opted_out_numbers_plain(spark):
     records = spark.createDataFrame(
         [("a", VALID_A), ("b", VALID_B), ("c", VALID_C), ("d", None)], "record_id string, nhs_number string"
     )
     opt_outs = spark.createDataFrame([("943 476 5919",), ("not-a-number",), (None,), (VALID_A,)], "nhs_number string")
-    kept = remove_opt_outs(records, opt_outs)
-    assert sorted(r.record_id for r in kept.collect()) == ["b", "c", "d"]
+    carrying = records_carrying_opt_outs(records, opt_outs)
+    assert sorted(r.record_id for r in carrying.collect()) == ["a"]
 
 
-def test_remove_opt_outs_tokenised(spark):
+def test_records_carrying_opted_out_numbers_tokenised(spark):
     records = spark.createDataFrame(
         [("a", _hmac(VALID_A, KEY)), ("b", _hmac(VALID_B, KEY)), ("c", None)], "record_id string, nhs_number string"
     )
     opt_outs = spark.createDataFrame([(VALID_B,), (VALID_C,)], "nhs_number string")
-    kept = remove_opt_outs(records, opt_outs, linkage_key=KEY)
-    assert sorted(r.record_id for r in kept.collect()) == ["a", "c"]
+    carrying = records_carrying_opt_outs(records, opt_outs, linkage_key=KEY)
+    assert sorted(r.record_id for r in carrying.collect()) == ["b"]
     # Without the key the plain list matches nothing in tokenised records.
-    assert remove_opt_outs(records, opt_outs).count() == records.count()
+    assert records_carrying_opt_outs(records, opt_outs).count() == 0
+
+
+def test_opt_out_removes_every_record_of_the_person_even_those_without_a_number(spark):
+    # Person P: a GP record with an opted-out number and a council record without any number.
+    # Person Q: a record with a number not on the list.
+    standardised = spark.createDataFrame(
+        [("gp", "g1", VALID_A), ("council", "c1", None), ("gp", "g2", VALID_B), ("council", "c2", None)],
+        "source string, record_id string, nhs_number string",
+    )
+    person_index = spark.createDataFrame(
+        [("gp", "g1", "P"), ("council", "c1", "P"), ("gp", "g2", "Q"), ("council", "c2", "R")],
+        "source string, record_id string, person_id string",
+    )
+    opt_outs = spark.createDataFrame([(VALID_A,)], "nhs_number string")
+    persons = opted_out_persons(person_index, standardised, opt_outs)
+    assert [r.person_id for r in persons.collect()] == ["P"]
+    kept = person_index.join(persons, "person_id", "left_anti")
+    assert sorted(r.record_id for r in kept.collect()) == ["c2", "g2"]

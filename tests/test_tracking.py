@@ -276,11 +276,12 @@ def test_table_checksum_is_order_independent_and_sensitive(spark):
     assert table_checksum(df) != table_checksum(moved_null)
 
 
-def test_reproduce_reports_identical(run, spark):
+def test_reproduce_reports_identical_and_writes_inside_the_linkage_zone(run, spark):
     result = TreLink(spark, run["config_path"]).reproduce(run["run_id"])
     assert result["config_sha256_matches"]
     assert result["source_versions"] == {n: s["version"] for n, s in run["summary"]["sources"].items()}
-    assert Path(result["output_linkage_zone"]).resolve() != Path(run["cfg"].output.linkage_zone).resolve()
+    zone, reproduced = Path(run["cfg"].output.linkage_zone).resolve(), Path(result["output_linkage_zone"]).resolve()
+    assert reproduced != zone and zone in reproduced.parents
     assert result["identical"], result["tables"]
     for table in OUTPUT_TABLES:
         assert result["tables"][table]["rows"] == result["tables"][table]["logged_rows"]

@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +35,13 @@ from tre_link.ingest.stage import StandardiseResult, read_standardised
 from tre_link.link import probabilistic
 from tre_link.link import stage as link_stage
 from tre_link.link.stage import LinkResult, TrainResult
+from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
 from tre_link.platform.delta_io import read_delta
+from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
+from tre_link.platform.zone_lock import hold_zone
 from tre_link.publish import stage as publish_stage
+from tre_link.publish.reidentify import ReidentifyResult, reidentify
 from tre_link.publish.stage import PublishResult
 from tre_link.record import document, registry, report, review, tracking
 from tre_link.record.evaluate import Accuracy, evaluate_person_index
@@ -67,27 +73,40 @@ class TreLink:
             config_path, config = config, load_config(config)
         self.config: JobConfig = config
         self.config_path = str(config_path) if config_path is not None else None
+        self._holding = False
 
     # ------------------------------------------------------------------------------------ stages
 
     def standardise(self) -> StandardiseResult:
-        """Every source standardised, opt-outs removed, quality profiled, into the linkage zone."""
-        return ingest.standardise_sources(self.spark, self.config)
+        """Every source standardised, quality profiled and checked against its floors, into the linkage zone."""
+        with self._holding_zone("standardise"):
+            return ingest.standardise_sources(self.spark, self.config)
 
     def train(self) -> TrainResult:
         """A new model trained on the standardised records, saved in the linkage zone."""
-        return link_stage.train(self.spark, self.config)
+        with self._holding_zone("train"):
+            return link_stage.train(self.spark, self.config)
 
-    def link(self, model: str | None = None) -> LinkResult:
+    def link(self, model: str | None = None, *, run: str | None = None) -> LinkResult:
         """Links and person index from the standardised records. `model` is a Splink JSON path or
-        models:/NAME@ALIAS; by default `linkage.model`, else the model `train()` saved."""
+        models:/NAME@ALIAS; by default `linkage.model`, else the model `train()` saved. `run` is
+        recorded with both tables (a new id by default)."""
         model = model or self.config.linkage.model
         model_json = registry.resolve_model(model, self.config.tracking_uri) if model else None
-        return link_stage.link(self.spark, self.config, model_json)
+        with self._holding_zone("link"):
+            return link_stage.link(self.spark, self.config, model_json, run=run)
 
     def publish(self, project: str) -> PublishResult:
-        """One project's research dataset, under its own key."""
-        return publish_stage.publish(self.spark, self.config, project)
+        """One project's research dataset, under its own key, without any person who opted out."""
+        with self._holding_zone(f"publish {project}"):
+            return publish_stage.publish(self.spark, self.config, project)
+
+    def reidentify(self, project: str, keys_file: str, reason: str, *,
+                   requested_by: str | None = None) -> ReidentifyResult:
+        """Map research person keys of `project` back to source record ids, into the linkage zone
+        only, with an entry in the append-only audit table (who, when, why, how many)."""
+        with self._holding_zone(f"reidentify {project}"):
+            return reidentify(self.spark, self.config, project, keys_file, reason, requested_by)
 
     def evaluate(self) -> Accuracy | None:
         """The person index against the configured truth table (None without one)."""
@@ -140,17 +159,15 @@ class TreLink:
         configured_model = cfg.linkage.model
         # A registry alias is resolved before any work, so a typo costs nothing.
         model_json = registry.resolve_model(configured_model, cfg.tracking_uri) if configured_model else None
-        with tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker:
+        with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker:
             tracker.log_params(tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version))
             with tracker.stage("standardise"):
                 standardised = self.standardise()
                 for name, source in standardised.report.sources.items():
                     tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
                 for name, released in standardised.report.released().items():
-                    tracker.log_released({k: released[k] for k in ("records", "opted_out")}, prefix=f"{name}.")
-                if standardised.report.opt_outs_version is not None:
-                    tracker.log_params({"opt_outs.path": cfg.opt_outs,
-                                        "opt_outs.version": standardised.report.opt_outs_version})
+                    tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
+                tracker.log_quality_warnings(standardised.report.warnings)
             if model_json is None:
                 with tracker.stage("train"):
                     model_json = self.train().model_json
@@ -166,7 +183,7 @@ class TreLink:
                     tracker.log_charts_html(probabilistic.save_parameter_charts(
                         probabilistic.load_model(model_json), tmp))
             with tracker.stage("link"):
-                linked = link_stage.link(spark, cfg, model_json)
+                linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
                 tracker.log_released(linked.report.released())
                 tracker.log_checksums(report.output_checksums(
                     {"links": linked.links.df, "person_index": linked.person_index.df}))
@@ -176,6 +193,12 @@ class TreLink:
             for project in cfg.projects:
                 with tracker.stage(f"publish_{project.name}"):
                     published[project.name] = self.publish(project.name)
+                    released = published[project.name].report.released()
+                    tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
+                                         prefix=f"{project.name}.")
+            if cfg.opt_outs and published:
+                tracker.log_params({"opt_outs.path": cfg.opt_outs,
+                                    "opt_outs.version": next(iter(published.values())).report.opt_outs_version})
             accuracy, truth_recall = None, None
             if cfg.truth_path:
                 with tracker.stage("evaluate"):
@@ -211,7 +234,9 @@ class TreLink:
                 "mlflow": {"tracking_uri": cfg.tracking_uri, "experiment": cfg.mlflow.experiment,
                            "run_id": tracker.run_id},
                 "sources": standardised.report.released(),
+                "quality_warnings": standardised.report.warnings,
                 "linkage": linked.report.released(),
+                "published": {name: p.report.released() for name, p in published.items()},
                 "accuracy": accuracy.released() if accuracy else None,
                 "clerical": clerical.released() if clerical else None,
                 "report": {"html": str(cfg.output.report_html_path), "pdf": str(cfg.output.report_pdf_path)},
@@ -257,19 +282,19 @@ class TreLink:
 
     def reproduce(self, run_id: str) -> dict:
         """Rerun standardise and link for a logged run, every source pinned by Delta time travel to
-        the version the run read and with the run's own model, into output.root/reproduce/RUN_ID;
-        compare links and person_index with the logged checksums. `identical` is True only when
-        both agree."""
+        the version the run read and with the run's own model, into the linkage zone's
+        reproduce/RUN_ID; compare links and person_index with the logged checksums. `identical`
+        is True only when both agree."""
         cfg = self.config
         run = LoggedRun.load(run_id, cfg.tracking_uri)
-        root = Path(cfg.output.root) / "reproduce" / run_id
-        pinned = pinned_config(cfg, run.params, str(root / "linkage"))
-        model_json = run.model_json(cfg.tracking_uri, root / "model")
+        root = f"{cfg.output.linkage_zone.rstrip('/')}/reproduce/{run_id}"
+        pinned = pinned_config(cfg, run.params, f"{root}/linkage")
+        model_json = run.model_json(cfg.tracking_uri, Path(root) / "model")
         log.info("reproduce: run %s with sources pinned %s and its logged model", run_id,
                  {s.name: s.version for s in pinned.sources})
-        again = TreLink(self.spark, pinned, config_path=self.config_path)
-        again.standardise()
-        linked = link_stage.link(self.spark, pinned, model_json)
+        with self._holding_zone(f"reproduce {run_id}"):
+            ingest.standardise_sources(self.spark, pinned)
+            linked = link_stage.link(self.spark, pinned, model_json)
         tables = compare_with_logged(run, report.output_checksums(
             {"links": linked.links.df, "person_index": linked.person_index.df}))
         return {
@@ -283,6 +308,27 @@ class TreLink:
             "opt_outs_version": pinned.opt_outs_version,
             "tables": tables,
         }
+
+    @contextmanager
+    def _holding_zone(self, purpose: str) -> Iterator[None]:
+        """Hold the linkage zone for the work inside (re-entrant within this object): one writer at
+        a time, the zone readable by its owner only, a checkpoint directory of this run's own that
+        is removed when it ends, and the MLflow runs a crashed run left RUNNING marked FAILED."""
+        if self._holding:
+            yield
+            return
+        zone, local_dir = self.config.output.linkage_zone, self.config.spark.local_dir
+        if storage.local_path(zone) is not None:
+            owner_only_dir(zone)
+        if local_dir and Path(local_dir).is_dir():
+            remove_abandoned_scratch(local_dir)  # a killed run's shuffle files
+        with hold_zone(self.spark, zone, purpose), run_checkpoint_dir(self.spark, self.config.spark.checkpoint_dir):
+            tracking.fail_abandoned_runs(self.config)
+            self._holding = True
+            try:
+                yield
+            finally:
+                self._holding = False
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -341,8 +387,9 @@ def format_summary(summary: dict) -> str:
 
     lines = ["", "tre-link run summary (counts disclosure-controlled: <10 suppressed, others rounded to 5)"]
     for name, info in summary["sources"].items():
-        lines.append(f"  source {name:<10} version {info['version']}: {show(info['records'])} records, "
-                     f"{show(info['opted_out'])} opted out")
+        lines.append(f"  source {name:<10} version {info['version']}: {show(info['records'])} records")
+    for warning in summary.get("quality_warnings", []):
+        lines.append(f"  data quality: {warning}")
     link = summary["linkage"]
     lines.append(f"  links: {show(link['links_deterministic'])} deterministic, "
                  f"{show(link['links_probabilistic'])} probabilistic; "
@@ -355,6 +402,8 @@ def format_summary(summary: dict) -> str:
     tables = summary["tables"]
     lines.append(f"  linkage zone: {tables['person_index'].rsplit('/', 1)[0]}")
     for project, path in tables["research"].items():
-        lines.append(f"  research dataset {project}: {path}")
+        opted = summary.get("published", {}).get(project, {})
+        lines.append(f"  research dataset {project}: {path} (opted out: {show(opted.get('persons_opted_out'))} "
+                     f"persons, {show(opted.get('records_opted_out'))} records)")
     lines.append(f"  MLflow: run {summary['mlflow']['run_id']} at {summary['mlflow']['tracking_uri']}")
     return "\n".join(lines)

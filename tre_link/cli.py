@@ -1,5 +1,6 @@
 """`tre-link`: one subcommand per stage. Each parses args, loads config, builds the session,
-calls one library function and exits with a status (0 ok, 2 a problem the user can fix)."""
+calls one library function and exits with a status: 0 ok; 1 a check failed; 2 usage or config;
+3 bad input data; 4 environment; 5 an unexpected error (see tre_link/platform/errors.py)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,19 @@ def _cmd_demo(args, cfg: JobConfig) -> int:
     return 0
 
 
+def _cmd_keygen(args, cfg: JobConfig | None) -> int:
+    from tre_link.platform.secrets import write_random_key_file
+
+    write_random_key_file(args.out, overwrite=args.force)
+    log.info("keygen: wrote a new random 32-byte key to %s (readable by its owner only)", args.out)
+    return 0
+
+
+def _cmd_reidentify(args, cfg: JobConfig) -> int:
+    result = _linker(args, cfg).reidentify(args.project, args.keys, args.reason, requested_by=args.requested_by)
+    return _print_json(result.released())
+
+
 def _cmd_reproduce(args, cfg: JobConfig) -> int:
     result = _linker(args, cfg).reproduce(args.run_id)
     _print_json(result)
@@ -187,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
     p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs")
     p.add_argument("run_id")
+    p = add("keygen", _cmd_keygen, "write a new strong random key to a file readable by its owner only",
+            needs_config=False)
+    p.add_argument("--out", required=True, help="the key file to write (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing key file")
+    p = add("reidentify", _cmd_reidentify,
+            "linkage team only: map a project's person keys back to source record ids, audited")
+    p.add_argument("--project", required=True, help="the project whose person keys these are")
+    p.add_argument("--keys", required=True, help="file of person_key values, one a line")
+    p.add_argument("--reason", required=True, help="why: kept in the audit table")
+    p.add_argument("--requested-by", help="who asked (default: the user running the job); kept in the audit table")
 
     def described(name: str, handler, help_text: str, example: str) -> argparse.ArgumentParser:
         p = add(name, handler, help_text)
@@ -229,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, cfg)
     except TreLinkError as err:
         print(f"tre-link {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-PROFILE_FIELDS = ("nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
+from tre_link.platform.config import QUALITY_FIELDS, SourceConfig
+
+PROFILE_FIELDS = QUALITY_FIELDS
 DUPLICATE_KEY = ("nhs_number", "given_name", "family_name", "dob", "postcode")
 PROFILE_COUNTS = ("rows", *(f"{field}__{count}" for field in PROFILE_FIELDS for count in ("present", "valid")))
 
@@ -49,6 +51,36 @@ def profile_counts() -> list[Column]:
         present, valid = _present_valid(field)
         aggs += [F.count(F.when(present, F.lit(1))), F.count(F.when(valid, F.lit(1)))]
     return [agg.alias(name) for agg, name in zip(aggs, PROFILE_COUNTS)]
+
+
+# A mapped field whose present values are valid less often than this, or present in fewer rows,
+# is worth a warning in the terminal and in MLflow (a floor, below, stops the run).
+WARN_VALIDITY = 0.9
+WARN_COMPLETENESS = 0.5
+
+
+def floor_breaches(source: SourceConfig, counts: dict) -> list[str]:
+    """Fields whose share of rows with a valid value is under the source's floor for it."""
+    rows = counts["rows"] or 1
+    return [
+        f"{field}: valid in {counts[f'{field}__valid'] / rows:.1%} of rows, under the floor of "
+        f"{source.quality_floor(field):.1%}"
+        for field in PROFILE_FIELDS
+        if counts[f"{field}__valid"] / rows < source.quality_floor(field)
+    ]
+
+
+def quality_warnings(source: SourceConfig, counts: dict) -> list[str]:
+    """Mapped fields often missing or often invalid: shares only, never counts or values."""
+    warnings = []
+    mapped = [f for f in PROFILE_FIELDS if getattr(source.columns, f, None)]
+    for field in mapped:
+        present, valid = counts[f"{field}__present"], counts[f"{field}__valid"]
+        if counts["rows"] and present / counts["rows"] < WARN_COMPLETENESS:
+            warnings.append(f"{source.name}.{field}: present in {present / counts['rows']:.0%} of rows")
+        if present and valid / present < WARN_VALIDITY:
+            warnings.append(f"{source.name}.{field}: {valid / present:.0%} of present values are valid")
+    return warnings
 
 
 def profile_from_counts(spark: SparkSession, source: str, counts: dict) -> DataFrame:

@@ -9,6 +9,7 @@ Errors raised here name tables, columns and rules, never record values.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache, reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -233,6 +234,53 @@ def parse_dob(raw: Column, raw_type: T.DataType, formats: list[str], today: dt.d
         parsed = F.coalesce(*[F.to_date(F.try_to_timestamp(text, F.lit(fmt))) for fmt in formats])
     upper = F.lit(today) if today is not None else F.current_date()
     return F.when((parsed >= F.lit(MIN_DOB)) & (parsed <= upper), parsed)
+
+
+# Formats whose first two parts are a day and a month in some order (dd/MM/yyyy, MM-dd-yy...).
+_DAY_MONTH_FORMAT = re.compile(r"^(dd|MM)[^A-Za-z](dd|MM)[^A-Za-z](yyyy|yy)$")
+_DAY_MONTH_VALUE = r"^\s*(\d{1,2})\D(\d{1,2})\D\d{2,4}\s*$"
+DOB_SAMPLE_ROWS = 20_000
+# The share of sampled dates that can only be read in the other order beyond which the configured
+# order is wrong (or mixed): a month-first column has about 60% such dates, while typed swaps in a
+# day-first one make a few percent at most (and those fail to parse anyway).
+_WRONG_ORDER_SHARE = 0.05
+
+
+def check_dob_order(df: DataFrame, source: SourceConfig) -> str | None:
+    """Check a text DOB column's day/month order against a sample of its values, before anything
+    is written. A date whose second part is over 12 can only be month-first, and one whose first
+    part is over 12 only day-first: a column configured day-first that holds month-first dates
+    (or mixes both) is refused, naming the table, column and shares. Returns a note on how many
+    sampled dates could be read either way (for the report), or None. Only counts leave Spark."""
+    orders = {m.group(1) for fmt in source.dob_formats if (m := _DAY_MONTH_FORMAT.match(fmt))}
+    column = source.columns.dob
+    if len(orders) != 1 or not isinstance(df.schema[column].dataType, T.StringType):
+        return None
+    configured = orders.pop()
+    first = F.regexp_extract(F.col(column), _DAY_MONTH_VALUE, 1).cast("int")
+    second = F.regexp_extract(F.col(column), _DAY_MONTH_VALUE, 2).cast("int")
+    sample = df.where(F.col(column).rlike(_DAY_MONTH_VALUE)).limit(DOB_SAMPLE_ROWS).select(
+        first.alias("a"), second.alias("b"))
+    row = sample.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.count(F.when((F.col("a") > 12) & (F.col("b") <= 12), 1)).alias("day_first"),
+        F.count(F.when((F.col("b") > 12) & (F.col("a") <= 12), 1)).alias("month_first"),
+        F.count(F.when((F.col("a") <= 12) & (F.col("b") <= 12), 1)).alias("either"),
+    ).first()
+    if not row["n"]:
+        return None
+    share = {k: row[k] / row["n"] for k in ("day_first", "month_first", "either")}
+    wrong = "month_first" if configured == "dd" else "day_first"
+    if share[wrong] > _WRONG_ORDER_SHARE:
+        found = "month-first (MM/dd)" if wrong == "month_first" else "day-first (dd/MM)"
+        raise InputDataError(
+            f"table {source.name}: column {column!r}: {share[wrong]:.1%} of sampled dates can only be "
+            f"read {found}, but dob_formats say {sorted(source.dob_formats)}; "
+            f"{share['month_first' if wrong == 'day_first' else 'day_first']:.1%} can only be read the configured way. "
+            "Fix dob_formats (or the extract) for this source"
+        )
+    return (f"{source.name}.dob: {share['either']:.0%} of sampled dates read either way round; "
+            f"the configured order ({configured} first) decides them")
 
 
 def clean_sex(raw: Column) -> Column:

@@ -31,6 +31,7 @@ from tre_link.link.model import build_settings
 from tre_link.link.records import UNIQUE_ID, RegisteredRecords
 from tre_link.platform import splink_internals as splink
 from tre_link.platform.config import LinkageConfig
+from tre_link.platform.errors import ConfigError, InputDataError
 from tre_link.platform.splink_internals import Model
 
 log = logging.getLogger(__name__)
@@ -253,8 +254,20 @@ def estimate_m(records: RegisteredRecords, model: Model, rule: str, max_pairs: f
     blocked = _blocked_sql(model, [rule], source=_record_sample(records, fraction, seed))
     counts = _pattern_counts(records.df.sparkSession, model, blocked)
     if not counts:
-        raise ValueError(f"linkage.blocking_rules_training: rule {rule!r} admits no pairs to train on")
-    splink.train_m_by_em(model, rule, counts)
+        raise ConfigError(f"linkage.blocking_rules_training: rule {rule!r} admits no pairs to train on")
+    try:
+        splink.train_m_by_em(model, rule, counts)
+    except ValueError as err:
+        if "below the minimum" not in str(err):
+            raise
+        # Splink refuses an m or u of (almost) 0: EM saw only one kind of pair, e.g. one block of
+        # thousands of records with one name and date of birth dominating the training pairs.
+        raise InputDataError(
+            f"linkage.blocking_rules_training: EM on rule {rule!r} could not estimate the model: its pairs are "
+            "almost all alike, as when one block (e.g. many records with one name and date of birth) dominates "
+            "them. Check the sources' duplicates in the quality profile, add or change training rules, or lower "
+            "linkage.em_max_pairs"
+        ) from None
 
 
 def _pairs_per_rule(records: RegisteredRecords, rule: str) -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,8 @@ from tre_link.link.engine import link_records, prepare_records, train_model
 from tre_link.link.probabilistic import match_weight_histogram
 from tre_link.link.records import with_unique_id
 from tre_link.platform.config import JobConfig
-from tre_link.platform.delta_io import VersionedTable, write_table
+from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, write_table
+from tre_link.platform.errors import InputDataError
 from tre_link.platform.disclosure import release_count, release_counts
 
 
@@ -48,6 +50,7 @@ class LinkReport:
 
 @dataclass(frozen=True)
 class LinkResult:
+    run: str  # recorded with both tables' commits: publish checks they agree
     links: VersionedTable
     person_index: VersionedTable
     model_json: str  # the model the records were linked with
@@ -61,14 +64,16 @@ def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
     return TrainResult(model_json=train_model(records, cfg.linkage, cfg.seed, cfg.output.model_json))
 
 
-def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None) -> LinkResult:
-    """Link the standardised records with `model_json` (the trained model in the linkage zone by default)."""
+def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, run: str | None = None) -> LinkResult:
+    """Link the standardised records with `model_json` (the trained model in the linkage zone by
+    default). `run` (a new id by default) is recorded with the commits of links and person_index."""
     model_json = model_json or cfg.output.model_json
+    run = run or uuid.uuid4().hex
     prepared = prepare_records(read_standardised(spark, cfg))
     with link_records(prepared, cfg.linkage, model_json) as outputs:
-        links = write_table(outputs.links, cfg.output.links_table)
-        person_index = write_table(outputs.person_index, cfg.output.person_index_table)
-        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table)
+        links = write_table(outputs.links, cfg.output.links_table, metadata={"link_run": run})
+        person_index = write_table(outputs.person_index, cfg.output.person_index_table, metadata={"link_run": run})
+        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata={"link_run": run})
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = tuple(
             (float(r["bin_start"]), int(r["count"])) for r in match_weight_histogram(outputs.scored_pairs).collect()
@@ -87,5 +92,19 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None) -> 
         persons=person_index.df.select("person_id").distinct().count(),
         match_weight_histogram=histogram,
     )
-    return LinkResult(links=links, person_index=person_index, model_json=model_json, report=report,
+    return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
                       scored_pairs=scored)
+
+
+def linked_tables(spark: SparkSession, cfg: JobConfig) -> tuple[VersionedTable, VersionedTable]:
+    """links and person_index as the last link wrote them, refused when they come from two
+    different runs (one stopped between its two commits): publishing would mix them."""
+    links = read_delta(spark, cfg.output.links_table, table="links")
+    person_index = read_delta(spark, cfg.output.person_index_table, table="person_index")
+    runs = [commit_metadata(spark, t.path, t.version).get("link_run") for t in (links, person_index)]
+    if runs[0] != runs[1]:
+        raise InputDataError(
+            "links and person_index were written by different link runs (one stopped between its commits): "
+            "run link again before publishing"
+        )
+    return links, person_index

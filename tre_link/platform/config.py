@@ -18,6 +18,10 @@ from tre_link.platform.errors import ConfigError
 from tre_link.platform.paths import overlap
 
 CANONICAL_FIELDS = ("record_id", "nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
+# The fields whose quality is profiled, and the default floor on each mapped one's share of valid values:
+# a column with (almost) nothing usable in it is a mapping or extract mistake, not data.
+QUALITY_FIELDS = ("nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
+DEFAULT_QUALITY_FLOOR = 0.01
 
 
 class _Strict(BaseModel):
@@ -29,7 +33,13 @@ class SparkSettings(_Strict):
     app_name: str = "tre-link"
     driver_memory: str = "4g"
     shuffle_partitions: int = Field(8, ge=1)
-    checkpoint_dir: str = "out/checkpoints"
+    # Both hold record-level bytes (shuffle and spill files, checkpointed intermediates), so a job's
+    # config puts them inside the linkage zone unless they are set (see JobConfig).
+    checkpoint_dir: str | None = Field(None, description="Spark checkpoints; default <linkage_zone>/_scratch/checkpoints.")
+    local_dir: str | None = Field(
+        None, description="spark.local.dir (shuffle, spill, cached blocks) in local mode; default "
+        "<linkage_zone>/_scratch/local. On a cluster, the executors' local disks (SPARK_LOCAL_DIRS)."
+    )
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
     ui_enabled: bool = False
     conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
@@ -58,6 +68,27 @@ class SourceConfig(_Strict):
     columns: ColumnMapping
     passthrough: list[str] = Field(default_factory=list)
     dob_formats: list[str] = Field(default_factory=lambda: ["yyyy-MM-dd", "dd/MM/yyyy", "yyyyMMdd"])
+    quality_floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per field, the share of rows with a valid value below which the run stops. Every mapped "
+        f"field has a floor of {DEFAULT_QUALITY_FLOOR} unless set here (0 turns the check off).",
+    )
+
+    @field_validator("quality_floors")
+    @classmethod
+    def _known_fields(cls, floors: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(floors) - set(QUALITY_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; floors apply to {list(QUALITY_FIELDS)}")
+        if any(not 0 <= v <= 1 for v in floors.values()):
+            raise ValueError("floors are shares of rows, from 0 to 1")
+        return floors
+
+    def quality_floor(self, field: str) -> float:
+        """The floor of a field: as configured, else the default for a mapped field, else 0."""
+        if field in self.quality_floors:
+            return self.quality_floors[field]
+        return DEFAULT_QUALITY_FLOOR if getattr(self.columns, field, None) else 0.0
 
 
 class OutputConfig(_Strict):
@@ -70,7 +101,8 @@ class OutputConfig(_Strict):
     @model_validator(mode="after")
     def _zones_apart(self) -> OutputConfig:
         if overlap(self.linkage_zone, self.research_zone):
-            raise ValueError("output.research_zone must not lie inside output.linkage_zone (or vice versa)")
+            raise ValueError("output.research_zone overlaps output.linkage_zone (zones may neither lie inside "
+                             "nor contain each other)")
         return self
 
     @property
@@ -127,6 +159,13 @@ class OutputConfig(_Strict):
 
     def research_table(self, project: str) -> str:
         return f"{self.research_zone.rstrip('/')}/{project}/records"
+
+    def reidentified_table(self, request: str) -> str:
+        return f"{self.linkage_zone}/reidentified/{request}"
+
+    @property
+    def reidentification_audit_table(self) -> str:
+        return f"{self.linkage_zone}/reidentification_audit"
 
 
 class KeySource(_Strict):
@@ -219,6 +258,32 @@ class JobConfig(_Strict):
         if len(names) != len(set(names)):
             raise ValueError(f"names must be unique, got {names}")
         return items
+
+    @model_validator(mode="after")
+    def _scratch_in_the_linkage_zone(self) -> JobConfig:
+        """Spark's checkpoints and local dir default to inside the linkage zone: they hold records."""
+        scratch = f"{self.output.linkage_zone.rstrip('/')}/_scratch"
+        defaults = {"checkpoint_dir": f"{scratch}/checkpoints", "local_dir": f"{scratch}/local"}
+        missing = {k: v for k, v in defaults.items() if getattr(self.spark, k) is None}
+        if not missing:
+            return self
+        return self.model_copy(update={"spark": self.spark.model_copy(update=missing)})
+
+    @model_validator(mode="after")
+    def _zones_apart(self) -> JobConfig:
+        """The research zone shares no location with anything identifiable, and the linkage zone
+        writes into no source."""
+        identifiable = {"output.linkage_zone": self.output.linkage_zone,
+                        "spark.checkpoint_dir": self.spark.checkpoint_dir, "spark.local_dir": self.spark.local_dir,
+                        "opt_outs": self.opt_outs, "truth_path": self.truth_path,
+                        **{f"sources[{s.name}].path": s.path for s in self.sources}}
+        problems = [f"output.research_zone overlaps {name}" for name, location in identifiable.items()
+                    if location and overlap(location, self.output.research_zone)]
+        problems += [f"output.linkage_zone overlaps sources[{s.name}].path" for s in self.sources
+                     if overlap(s.path, self.output.linkage_zone)]
+        if problems:
+            raise ValueError("; ".join(problems) + " (zones may neither lie inside nor contain each other)")
+        return self
 
     def project(self, name: str) -> ProjectConfig:
         for project in self.projects:

@@ -164,14 +164,21 @@ def train_m_by_em(model: Model, rule: str, pattern_counts: Iterable[dict]) -> No
 
     Splink's EM counts the patterns of the comparison vectors it is given, so it gets a DuckDB
     table repeating each pattern by its count: exactly the counts Spark computed, built and
-    counted in well under a second for a few million narrow rows."""
-    duckdb = DuckDBAPI()
+    counted in well under a second for a few million narrow rows.
+
+    One thread, and the patterns in a fixed order: EM sums floating-point numbers, and a sum
+    whose order changes from run to run changes the model in its last bits, and with it every
+    match weight, so a retrained model would not reproduce a run's outputs exactly."""
+    import duckdb as duckdb_module
+
+    duckdb = DuckDBAPI(connection=duckdb_module.connect(config={"threads": 1}))
     gammas = gamma_columns(model)
-    counts_table = duckdb.register(list(pattern_counts), table_name="__tre_link_pattern_counts")
+    ordered = sorted(pattern_counts, key=lambda row: tuple(row[g] for g in gammas))
+    counts_table = duckdb.register(ordered, table_name="__tre_link_pattern_counts")
     vectors = "__tre_link_pattern_vectors"
     duckdb._execute_sql_against_backend(
         f"create or replace table {vectors} as select {', '.join(gammas)} "
-        f"from {counts_table.physical_name}, range(agreement_pattern_count)"
+        f"from {counts_table.physical_name}, range(agreement_pattern_count) order by all"
     )
     session = EMTrainingSession(
         None,  # Splink needs the linker only to make comparison vectors, which are passed in

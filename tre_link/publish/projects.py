@@ -122,8 +122,10 @@ def publish_project(
     project: ProjectConfig,
     project_key: bytes,
     output: OutputConfig,
+    metadata: dict | None = None,
 ) -> VersionedTable:
-    """Write the project's research extract to `{research_zone}/{project}/records` (Delta).
+    """Write the project's research extract to `{research_zone}/{project}/records` (Delta), with
+    `metadata` (which link run it came from) in the commit.
 
     Columns: person_key, source, [dob_year_month | age_band], sex, [postcode_district |
     postcode_sector], then the project's approved columns in the configured order.
@@ -132,6 +134,6 @@ def publish_project(
     records = build_research_records(
         person_index=person_index, standardised=standardised, project=project, project_key=project_key
     )
-    written = write_table(records, path)
+    written = write_table(records, path, metadata=metadata)
     log.info("published project %s to %s (Delta version %d)", project.name, path, written.version)
     return written

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from tre_link.platform.config import JobConfig
+from tre_link.platform.paths import normalise
 from tre_link.record import charts
 from tre_link.record.registry import CANDIDATE_ALIAS, MODEL_ARTIFACT, describe_model
 from tre_link.record.report import LinkageReport, ModelParameters, TableChecksum
@@ -101,7 +102,7 @@ class Tracker:
         log.info("%s: started", name)
         start = time.perf_counter()
         child = self.client.create_run(
-            self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: name}
+            self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: name, **_zone_tag(self.cfg)}
         ).info.run_id
         try:
             yield
@@ -128,6 +129,12 @@ class Tracker:
         metrics = [Metric(f"{prefix}{k}", float(v), now, 0) for k, v in released.items() if v is not None]
         tags = [RunTag(f"suppressed.{prefix}{k}", "under 10") for k, v in released.items() if v is None]
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+
+    def log_quality_warnings(self, warnings: list[str]) -> None:
+        """Data-quality warnings (shares only) as a tag a reviewer sees on the run page, and in full as JSON."""
+        if warnings:
+            self.set_tags({"data_quality_warnings": f"{len(warnings)}: " + "; ".join(warnings)})
+            self.log_json(warnings, "report/quality_warnings.json")
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, path, artifact_path=artifact_path)
@@ -250,13 +257,40 @@ def pipeline_run(cfg: JobConfig, config_path: str | Path, run_name: str) -> Iter
     client = _client(cfg)
     Path(cfg.output.root).mkdir(parents=True, exist_ok=True)
     experiment_id = _experiment_id(client, cfg)
-    run = client.create_run(experiment_id, run_name=run_name, tags={"tre_link.config_file": str(config_path)})
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={"tre_link.config_file": str(config_path), **_zone_tag(cfg)})
     try:
         yield Tracker(cfg, run.info.run_id, experiment_id)
     except BaseException:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
     client.set_terminated(run.info.run_id)
+
+
+ZONE_TAG = "tre_link.linkage_zone"
+
+
+def _zone_tag(cfg: JobConfig) -> dict[str, str]:
+    return {ZONE_TAG: normalise(cfg.output.linkage_zone)}
+
+
+def fail_abandoned_runs(cfg: JobConfig) -> int:
+    """Mark FAILED the runs of this linkage zone still RUNNING: a process killed mid-run leaves
+    them so. Call it only while holding the zone, when no other run of the zone is alive."""
+    client = _client(cfg)
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is None:
+        return 0
+    zone = _zone_tag(cfg)[ZONE_TAG].replace("'", "\\'")
+    abandoned = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{ZONE_TAG}` = '{zone}' and attributes.status = 'RUNNING'"
+    )
+    for run in abandoned:
+        client.set_tag(run.info.run_id, "tre_link.ended", "found still RUNNING when the next run started: it died")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    if abandoned:
+        log.warning("marked %d MLflow run(s) that ended without finishing as FAILED", len(abandoned))
+    return len(abandoned)
 
 
 def _git_commit() -> str:
