@@ -479,7 +479,7 @@ def _crash_after_commit(monkeypatch, n: int) -> None:
     monkeypatch.setattr(delta_io, "write_delta", write_delta)
 
 
-# Commits of one run: gp, hospital, council, quality_profile, links, person_index, research x2.
+# Commits of one run: gp, hospital, council, quality_profile, links, person_index, scored_pairs, research x2.
 @pytest.mark.parametrize("commit", [1, 5, 6, 7])
 def test_crash_at_a_commit_point_then_rerun_equals_a_clean_run(spark, population, clean_run, tmp_path, monkeypatch,
                                                                 commit):

@@ -213,8 +213,8 @@ class TreLink:
             if clerical is not None:
                 tracker.log_released(clerical.metrics())
             with tracker.stage("report"):
-                run_report = self._run_report(tracker, standardised, linked, model, accuracy, truth_recall,
-                                              clerical, linkage_figures)
+                run_report = self._run_report(tracker, standardised, linked, published, model, accuracy,
+                                              truth_recall, clerical, linkage_figures)
                 paths = document.write_report(run_report, cfg.output.report_html_path, cfg.output.report_pdf_path)
                 tracker.log_report(list(paths), run_report.as_dict())
                 card = document.model_card(run_report, tracker.experiment_id, cfg.mlflow.registered_model)
@@ -249,7 +249,7 @@ class TreLink:
                          published=published, accuracy=accuracy, summary=summary, report=run_report)
 
     def _run_report(self, tracker: tracking.Tracker, standardised: StandardiseResult, linked: LinkResult,
-                    model: dict, accuracy: Accuracy | None, truth_recall: list[dict] | None,
+                    published: dict[str, PublishResult], model: dict, accuracy: Accuracy | None, truth_recall: list[dict] | None,
                     clerical: review.ClericalEstimates | None, figures: report.LinkageReport) -> report.RunReport:
         """The linkage report's figures, all released, with the approved model's for comparison."""
         cfg = self.config
@@ -273,7 +273,8 @@ class TreLink:
         duplicates = quality.duplicate_profile(read_standardised(self.spark, cfg))
         return report.RunReport(
             run_id=tracker.run_id, config_file=self._config_label(), sources=standardised.report.released(),
-            linkage=linked.report.released(), accuracy=accuracy.released() if accuracy else None,
+            linkage=linked.report.released(),
+            published={name: p.report.released() for name, p in published.items()}, accuracy=accuracy.released() if accuracy else None,
             clerical=clerical.released() if clerical else None, quality=figures,
             duplicates=report.released_duplicates(duplicates), truth_recall=truth_recall, parameters=parameters,
             model=model, approved=compared, threshold_match_probability=cfg.linkage.threshold_match_probability,

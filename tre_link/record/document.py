@@ -77,8 +77,13 @@ def sections(report: RunReport, chart_dir: Path) -> list[Section]:
     s = Section("matching-statistics", "1. Matching statistics")
     s.paragraphs.append("Every count here is disclosure-controlled: counts under 10 are suppressed and the rest "
                         "rounded to the nearest 5; every rate is computed from rounded counts.")
-    s.tables.append(Table("Sources read", ["source", "Delta version", "records", "opted out"],
-                          [[n, v["version"], v["records"], v["opted_out"]] for n, v in report.sources.items()]))
+    s.tables.append(Table("Sources read", ["source", "Delta version", "records"],
+                          [[n, v["version"], v["records"]] for n, v in report.sources.items()]))
+    if report.published:
+        s.tables.append(Table("Opt-outs applied at publication (every record of an opted-out person)",
+                              ["project", "opt-out list version", "persons left out", "records left out"],
+                              [[n, p["opt_outs_version"], p["persons_opted_out"], p["records_opted_out"]]
+                               for n, p in report.published.items()]))
     s.tables.append(Table("Linkage", ["figure", "value"], [[k.replace("_", " "), v] for k, v in report.linkage.items()]))
     s.tables.append(Table("Persons by number of records", ["records per person", "persons"],
                           [[k.replace("_", " "), v] for k, v in sorted(q.cluster_sizes.items())]))

@@ -371,6 +371,7 @@ class RunReport:
     config_file: str
     sources: dict  # StandardiseReport.released()
     linkage: dict  # LinkReport.released()
+    published: dict  # per project: PublishReport.released() (opt-outs applied by person)
     accuracy: dict | None  # Accuracy.released(), against the truth table
     clerical: dict | None  # ClericalEstimates.released()
     quality: LinkageReport
