@@ -26,7 +26,7 @@ def test_bench_smoke(tmp_path):
     assert result["records"]["total"] > 300
     assert set(result["records"]["per_source"]) == {"gp", "hospital", "council"}
     assert result["records"]["baseline_input"] == result["records"]["total"]
-    assert set(result["engines"]) == {"tre_link", "duckdb", "duckdb_tre_link_model"}
+    assert set(result["engines"]) == {"tre_link", "duckdb_plain_tutorial", "duckdb", "duckdb_tre_link_model"}
     for engine in result["engines"].values():
         for field in ("stage_seconds", "total_seconds", "comparisons_scored", "links"):
             assert field in engine
@@ -36,6 +36,11 @@ def test_bench_smoke(tmp_path):
     assert {"standardise", "train", "link", "evaluate"} <= set(result["engines"]["tre_link"]["stage_seconds"])
     assert {"train", "predict_and_cluster"} <= set(result["engines"]["duckdb"]["stage_seconds"])
     assert result["ratios"]["tre_link_over_duckdb"] > 0
+    plain = result["engines"]["duckdb_plain_tutorial"]
+    assert {"u", "em_1", "em_2", "predict", "cluster_at_0.5"} <= set(plain["stage_seconds"])
+    assert result["ratios"]["tre_link_over_plain_duckdb"] == pytest.approx(
+        result["engines"]["tre_link"]["total_seconds"] / plain["total_seconds"], rel=1e-2)
+    assert 0.0 <= plain["best_pairs_f1_over_thresholds"] <= 1.0
     assert result["ratios"]["spark_over_tre_link"] is None
     assert result["peak_memory_mb"]["python_ru_maxrss"] > 0
     assert result["peak_memory_mb"]["jvm_vmhwm"] > 0
