@@ -1,15 +1,24 @@
-# Everything runs from the project's own virtual environment in .venv, created on first use.
+# Everything runs from the project's own virtual environment in .venv, created on first use and
+# installed from the lock file (exact versions, checked by hash), then tre-link itself without deps.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
-INSTALLED := $(VENV)/.installed
+# The Spark line to install: 4.1 (CI's, requirements.lock) or 4.0 (Databricks 17.3 LTS,
+# requirements-spark4.0.lock), e.g. `make test SPARK_LINE=4.0`.
+SPARK_LINE ?= 4.1
+LOCK := $(if $(filter 4.1,$(SPARK_LINE)),requirements.lock,requirements-spark$(SPARK_LINE).lock)
+INSTALLED := $(VENV)/.installed-spark$(SPARK_LINE)
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	--python-platform linux --upgrade --quiet --custom-compile-command "make lock"
+BUNDLE ?= dist/bundle
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lock bundle install-offline clean
 
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $(INSTALLED)
+$(INSTALLED): $(LOCK) pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.installed-*
+	$(VENV)/bin/pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
 
 demo: $(INSTALLED)
 	$(VENV)/bin/tre-link demo --config conf/demo.yaml
@@ -23,6 +32,13 @@ test-fast: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python bench/run.py
+
+# Re-resolve both lock files to the newest versions pyproject.toml allows (review the diff, then commit).
+lock:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --override constraints/spark-4.0.txt -o requirements-spark4.0.lock
 
 clean:
 	rm -rf out spark-warehouse metastore_db derby.log

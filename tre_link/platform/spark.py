@@ -25,6 +25,16 @@ def require_java() -> None:
         )
 
 
+def delta_packages() -> str:
+    """The Maven coordinate(s) of the Delta jars that match the installed delta-spark and pyspark,
+    as Delta's own pip helper names them (e.g. io.delta:delta-spark_4.1_2.13:4.4.0): the one
+    place tre-link gets them from, for sessions, spark-submit (bench/cluster_check.py) and bundles."""
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    return configure_spark_with_delta_pip(SparkSession.Builder())._options["spark.jars.packages"]
+
+
 def launched_by_spark_submit() -> bool:
     """spark-submit starts the JVM first and hands Python its gateway port."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
