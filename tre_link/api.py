@@ -37,7 +37,7 @@ from tre_link.platform.zone_lock import hold_zone
 from tre_link.publish import stage as publish_stage
 from tre_link.publish.reidentify import ReidentifyResult, reidentify
 from tre_link.publish.stage import PublishResult
-from tre_link.record import registry, report, tracking
+from tre_link.record import environment, registry, report, tracking
 from tre_link.record.evaluate import Accuracy, evaluate_person_index
 from tre_link.record.reproduce import LoggedRun, compare_with_logged, pinned_config
 
@@ -132,6 +132,7 @@ class TreLink:
         model_json = registry.resolve_model(configured_model, cfg.tracking_uri) if configured_model else None
         with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker:
             tracker.log_params(tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version))
+            tracker.log_json(environment.all_installed(), "environment/installed.json")
             with tracker.stage("standardise"):
                 standardised = self.standardise()
                 for name, source in standardised.report.sources.items():
@@ -200,6 +201,10 @@ class TreLink:
         root = f"{cfg.output.linkage_zone.rstrip('/')}/reproduce/{run_id}"
         pinned = pinned_config(cfg, run.params, f"{root}/linkage")
         model_json = run.model_json(cfg.tracking_uri, Path(root) / "model")
+        package_differences = environment.differences_from_run(run.params)
+        if package_differences:
+            log.warning("reproduce: the installed software differs from run %s's, so outputs may differ: %s",
+                        run_id, "; ".join(package_differences))
         log.info("reproduce: run %s with sources pinned %s and its logged model", run_id,
                  {s.name: s.version for s in pinned.sources})
         with self._holding_zone(f"reproduce {run_id}"):
@@ -217,6 +222,7 @@ class TreLink:
             "output_linkage_zone": pinned.output.linkage_zone,
             "opt_outs_version": pinned.opt_outs_version,
             "tables": tables,
+            "package_differences": package_differences,
         }
 
     @contextmanager

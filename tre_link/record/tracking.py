@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from tre_link.platform.config import JobConfig
 from tre_link.platform.paths import normalise
-from tre_link.record import charts
+from tre_link.record import charts, environment
 from tre_link.record.registry import CANDIDATE_ALIAS, MODEL_ARTIFACT, describe_model
 from tre_link.record.report import LinkageReport, ModelParameters, TableChecksum
 
@@ -265,4 +265,5 @@ def run_params(cfg: JobConfig, config_file: str, config_sha256: str, spark_versi
         "model_source": cfg.linkage.model or "trained in this run",
         "max_block_comparisons": cfg.linkage.max_block_comparisons,
         "em_max_pairs": cfg.linkage.em_max_pairs,
+        **environment.run_params(),  # the lock file's SHA-256 and the key packages' versions
     }
