@@ -31,7 +31,9 @@ from tre_link.link import stage as link_stage
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
+from tre_link.platform import logs
 from tre_link.platform.delta_io import read_delta
+from tre_link.platform.progress import Progress
 from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
 from tre_link.platform.zone_lock import hold_zone
 from tre_link.publish import stage as publish_stage
@@ -123,17 +125,28 @@ class TreLink:
 
     # ------------------------------------------------------------------------------------ whole runs
 
-    def run(self, *, run_name: str = "pipeline") -> RunResult:
+    def stage_count(self) -> int:
+        """How many stages `run()` runs: standardise, train (unless a model is configured), link,
+        one publish per project, evaluate (with a truth table)."""
+        cfg = self.config
+        return 2 + (cfg.linkage.model is None) + len(cfg.projects) + bool(cfg.truth_path)
+
+    def run(self, *, run_name: str = "pipeline", progress: Progress | None = None) -> RunResult:
         """Standardise, train (unless a model is configured), link, publish every project and
-        evaluate, as one MLflow run; write summary.json under output.root."""
+        evaluate, as one MLflow run; write summary.json under output.root. `progress` counts the
+        stages on the terminal (one of its own by default); library warnings raised meanwhile are
+        recorded with the run (tag library_warnings, report/library_warnings.json) and the summary."""
         cfg, spark = self.config, self.spark
+        own_progress = progress is None
+        progress = progress or Progress(spark, self.stage_count())
         configured_model = cfg.linkage.model
         # A registry alias is resolved before any work, so a typo costs nothing.
         model_json = registry.resolve_model(configured_model, cfg.tracking_uri) if configured_model else None
-        with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker:
+        with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker, \
+                logs.library_warnings() as library_warnings:
             tracker.log_params(tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version))
             tracker.log_json(environment.all_installed(), "environment/installed.json")
-            with tracker.stage("standardise"):
+            with progress.stage("standardise"), tracker.stage("standardise"):
                 standardised = self.standardise()
                 for name, source in standardised.report.sources.items():
                     tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
@@ -141,12 +154,12 @@ class TreLink:
                     tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
                 tracker.log_quality_warnings(standardised.report.warnings)
             if model_json is None:
-                with tracker.stage("train"):
+                with progress.stage("train"), tracker.stage("train"):
                     model_json = self.train().model_json
                     tracker.log_model(model_json, report.ModelParameters.from_json(model_json))
             else:
                 tracker.log_model_used(configured_model, model_json, report.ModelParameters.from_json(model_json))
-            with tracker.stage("link"):
+            with progress.stage("link"), tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
                 tracker.log_released(linked.report.released())
                 tracker.log_checksums(report.output_checksums(
@@ -154,7 +167,7 @@ class TreLink:
                 tracker.log_linkage_report(self.linkage_report(linked))
             published = {}
             for project in cfg.projects:
-                with tracker.stage(f"publish_{project.name}"):
+                with progress.stage(f"publish {project.name}"), tracker.stage(f"publish_{project.name}"):
                     published[project.name] = self.publish(project.name)
                     released = published[project.name].report.released()
                     tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
@@ -164,7 +177,7 @@ class TreLink:
                                     "opt_outs.version": next(iter(published.values())).report.opt_outs_version})
             accuracy = None
             if cfg.truth_path:
-                with tracker.stage("evaluate"):
+                with progress.stage("evaluate"), tracker.stage("evaluate"):
                     accuracy = self.evaluate()
                     tracker.log_released({k: v for k, v in accuracy.released().items() if isinstance(v, float)})
             summary = {
@@ -185,9 +198,13 @@ class TreLink:
                 "published": {name: p.report.released() for name, p in published.items()},
                 "accuracy": accuracy.released() if accuracy else None,
                 "wall_seconds": tracker.seconds,
+                "library_warnings": library_warnings.messages,
             }
+            tracker.log_library_warnings(library_warnings.messages)
             write_summary(cfg, summary)
             tracker.log_artifact(str(cfg.output.summary_path))
+        if own_progress:
+            progress.finish()
         return RunResult(run_id=tracker.run_id, standardise=standardised, model_json=model_json, link=linked,
                          published=published, accuracy=accuracy, summary=summary)
 
@@ -278,6 +295,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  source {name:<10} version {info['version']}: {show(info['records'])} records")
     for warning in summary.get("quality_warnings", []):
         lines.append(f"  data quality: {warning}")
+    for warning in summary.get("library_warnings", []):
+        lines.append(f"  warning: {warning}")
     link = summary["linkage"]
     lines.append(f"  links: {show(link['links_deterministic'])} deterministic, "
                  f"{show(link['links_probabilistic'])} probabilistic; "
