@@ -40,5 +40,26 @@ lock:
 	$(UV_COMPILE) -o requirements.lock
 	$(UV_COMPILE) --override constraints/spark-4.0.txt -o requirements-spark4.0.lock
 
+# Everything an air-gapped TRE needs, in one directory: wheels of tre-link and of every locked
+# dependency, the lock file, SHA256SUMS, and the Delta and Splink jars (jars/, for spark.jars_dir).
+bundle: $(INSTALLED)
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/wheels
+	$(VENV)/bin/pip wheel --quiet --require-hashes --wheel-dir $(BUNDLE)/wheels -r $(LOCK)
+	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels .
+	$(VENV)/bin/python -m tre_link.platform.bundle_jars $(BUNDLE)/jars
+	cp $(LOCK) $(BUNDLE)/requirements.lock
+	cd $(BUNDLE) && find wheels jars requirements.lock -type f | sort | xargs sha256sum > SHA256SUMS
+	@echo "bundle written to $(BUNDLE): copy it into the TRE, then: make install-offline BUNDLE=$(BUNDLE)"
+
+# Inside the TRE: install from a bundle, with no index and no network. The files are checked against
+# SHA256SUMS (the lock's own hashes are PyPI's, and pyspark's wheel is built from its source there).
+install-offline:
+	cd $(BUNDLE) && sha256sum --check --quiet SHA256SUMS
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	grep -E '^[A-Za-z0-9]' $(BUNDLE)/requirements.lock | sed 's/ *\\$$//' > $(VENV)/offline-pins.txt
+	$(VENV)/bin/pip install --quiet --no-index --find-links $(BUNDLE)/wheels -r $(VENV)/offline-pins.txt
+	$(VENV)/bin/pip install --quiet --no-index --no-deps $(BUNDLE)/wheels/tre_link-*.whl
+	@echo "installed; set spark.jars_dir: $(abspath $(BUNDLE))/jars in the job's config"
+
 clean:
 	rm -rf out spark-warehouse metastore_db derby.log

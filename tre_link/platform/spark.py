@@ -58,8 +58,9 @@ def session_jars(settings: SparkSettings) -> list[str]:
 
 
 def launched_by_spark_submit() -> bool:
-    """spark-submit starts the JVM first and hands Python its gateway port."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ
+    """spark-submit starts the JVM first and hands Python its gateway port; on Databricks the
+    cluster's JVM and session exist before any job (its runtime sets DATABRICKS_RUNTIME_VERSION)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def build_session(settings: SparkSettings):
