@@ -1,15 +1,24 @@
-# Everything runs from the project's own virtual environment in .venv, created on first use.
+# Everything runs from the project's own virtual environment in .venv, created on first use and
+# installed from the lock file (exact versions, checked by hash), then tre-link itself without deps.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
-INSTALLED := $(VENV)/.installed
+# The Spark line to install: 4.1 (CI's, requirements.lock) or 4.0 (Databricks 17.3 LTS,
+# requirements-spark4.0.lock), e.g. `make test SPARK_LINE=4.0`.
+SPARK_LINE ?= 4.1
+LOCK := $(if $(filter 4.1,$(SPARK_LINE)),requirements.lock,requirements-spark$(SPARK_LINE).lock)
+INSTALLED := $(VENV)/.installed-spark$(SPARK_LINE)
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	--python-platform linux --upgrade --quiet --custom-compile-command "make lock"
+BUNDLE ?= dist/bundle
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lock bundle install-offline clean
 
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $(INSTALLED)
+$(INSTALLED): $(LOCK) pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.installed-*
+	$(VENV)/bin/pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
 
 demo: $(INSTALLED)
 	$(VENV)/bin/tre-link demo --config conf/demo.yaml
@@ -23,6 +32,34 @@ test-fast: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python bench/run.py
+
+# Re-resolve both lock files to the newest versions pyproject.toml allows (review the diff, then commit).
+lock:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --override constraints/spark-4.0.txt -o requirements-spark4.0.lock
+
+# Everything an air-gapped TRE needs, in one directory: wheels of tre-link and of every locked
+# dependency, the lock file, SHA256SUMS, and the Delta and Splink jars (jars/, for spark.jars_dir).
+bundle: $(INSTALLED)
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/wheels
+	$(VENV)/bin/pip wheel --quiet --require-hashes --wheel-dir $(BUNDLE)/wheels -r $(LOCK)
+	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels .
+	$(VENV)/bin/python -m tre_link.platform.bundle_jars $(BUNDLE)/jars
+	cp $(LOCK) $(BUNDLE)/requirements.lock
+	cd $(BUNDLE) && find wheels jars requirements.lock -type f | sort | xargs sha256sum > SHA256SUMS
+	@echo "bundle written to $(BUNDLE): copy it into the TRE, then: make install-offline BUNDLE=$(BUNDLE)"
+
+# Inside the TRE: install from a bundle, with no index and no network. The files are checked against
+# SHA256SUMS (the lock's own hashes are PyPI's, and pyspark's wheel is built from its source there).
+install-offline:
+	cd $(BUNDLE) && sha256sum --check --quiet SHA256SUMS
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	grep -E '^[A-Za-z0-9]' $(BUNDLE)/requirements.lock | sed 's/ *\\$$//' > $(VENV)/offline-pins.txt
+	$(VENV)/bin/pip install --quiet --no-index --find-links $(BUNDLE)/wheels -r $(VENV)/offline-pins.txt
+	$(VENV)/bin/pip install --quiet --no-index --no-deps $(BUNDLE)/wheels/tre_link-*.whl
+	@echo "installed; set spark.jars_dir: $(abspath $(BUNDLE))/jars in the job's config"
 
 clean:
 	rm -rf out spark-warehouse metastore_db derby.log

@@ -34,7 +34,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
 HOST = "127.0.0.1"
 
 
@@ -182,8 +181,10 @@ def submit(master: str, config: Path, env: dict, log_path: Path, extra: list[str
     """Start `spark-submit jobs/link.py`; returns (process, start time, log path)."""
     from splink.backends.spark import similarity_jar_location
 
+    from tre_link.platform.spark import delta_packages
+
     cmd = [str(VENV_BIN / "spark-submit"), "--master", master,
-           "--driver-memory", "2g", "--packages", DELTA_PACKAGE, "--jars", similarity_jar_location(),
+           "--driver-memory", "2g", "--packages", delta_packages(), "--jars", similarity_jar_location(),
            *extra, str(REPO / "jobs" / "link.py"), "--config", str(config)]
     log(" ".join(cmd))
     out = open(log_path, "wb")

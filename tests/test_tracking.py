@@ -68,6 +68,31 @@ def test_params_record_config_hash_and_source_versions(run, client):
     assert re.fullmatch(r"[0-9a-f]{32}", params["output.person_index.checksum"])
 
 
+def test_params_record_the_lock_file_sha256_and_package_versions(run, client):
+    import hashlib
+    import importlib.metadata
+
+    params = client.get_run(run["run_id"]).data.params
+    lock = Path(__file__).resolve().parents[1] / params["requirements_lock"]
+    assert params["requirements_lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    for package in ("pyspark", "delta-spark", "splink", "mlflow"):
+        assert params[f"version.{package}"] == importlib.metadata.version(package)
+    installed = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=run["run_id"], artifact_path="environment/installed.json", tracking_uri=run["cfg"].tracking_uri,
+    )).read_text())
+    assert installed["pyspark"] == importlib.metadata.version("pyspark")
+
+
+def test_library_warnings_are_recorded_with_the_run_in_plain_words(run, client):
+    from tre_link.platform.logs import PLAIN_WORDS
+
+    signature = PLAIN_WORDS["infer model signature"]  # MLflow says it whenever the model is registered
+    assert signature in run["summary"]["library_warnings"]
+    tags = client.get_run(run["run_id"]).data.tags
+    assert signature in tags["library_warnings"]
+    assert all(w.split(": ", 1)[1].strip() for w in run["summary"]["library_warnings"])  # words after the source
+
+
 def test_count_metrics_are_released(run, client):
     for run_id in (run["run_id"], run["approved_run_id"]):
         data = client.get_run(run_id).data
@@ -283,5 +308,6 @@ def test_reproduce_reports_identical_and_writes_inside_the_linkage_zone(run, spa
     zone, reproduced = Path(run["cfg"].output.linkage_zone).resolve(), Path(result["output_linkage_zone"]).resolve()
     assert reproduced != zone and zone in reproduced.parents
     assert result["identical"], result["tables"]
+    assert result["package_differences"] == []  # the same installed software as the run
     for table in OUTPUT_TABLES:
         assert result["tables"][table]["rows"] == result["tables"][table]["logged_rows"]

@@ -37,13 +37,15 @@ from tre_link.link import stage as link_stage
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
+from tre_link.platform import logs
 from tre_link.platform.delta_io import read_delta
+from tre_link.platform.progress import Progress
 from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
 from tre_link.platform.zone_lock import hold_zone
 from tre_link.publish import stage as publish_stage
 from tre_link.publish.reidentify import ReidentifyResult, reidentify
 from tre_link.publish.stage import PublishResult
-from tre_link.record import document, registry, report, review, tracking
+from tre_link.record import document, environment, registry, report, review, tracking
 from tre_link.record.evaluate import Accuracy, evaluate_person_index
 from tre_link.record.reproduce import LoggedRun, compare_with_logged, pinned_config
 
@@ -152,16 +154,28 @@ class TreLink:
 
     # ------------------------------------------------------------------------------------ whole runs
 
-    def run(self, *, run_name: str = "pipeline") -> RunResult:
+    def stage_count(self) -> int:
+        """How many stages `run()` runs: standardise, train (unless a model is configured), link,
+        one publish per project, evaluate (with a truth table), report."""
+        cfg = self.config
+        return 3 + (cfg.linkage.model is None) + len(cfg.projects) + bool(cfg.truth_path)
+
+    def run(self, *, run_name: str = "pipeline", progress: Progress | None = None) -> RunResult:
         """Standardise, train (unless a model is configured), link, publish every project and
-        evaluate, as one MLflow run; write summary.json under output.root."""
+        evaluate, as one MLflow run; write summary.json under output.root. `progress` counts the
+        stages on the terminal (one of its own by default); library warnings raised meanwhile are
+        recorded with the run (tag library_warnings, report/library_warnings.json) and the summary."""
         cfg, spark = self.config, self.spark
+        own_progress = progress is None
+        progress = progress or Progress(spark, self.stage_count())
         configured_model = cfg.linkage.model
         # A registry alias is resolved before any work, so a typo costs nothing.
         model_json = registry.resolve_model(configured_model, cfg.tracking_uri) if configured_model else None
-        with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker:
+        with self._holding_zone(run_name), tracking.pipeline_run(cfg, self._config_label(), run_name) as tracker, \
+                logs.library_warnings() as library_warnings:
             tracker.log_params(tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version))
-            with tracker.stage("standardise"):
+            tracker.log_json(environment.all_installed(), "environment/installed.json")
+            with progress.stage("standardise"), tracker.stage("standardise"):
                 standardised = self.standardise()
                 for name, source in standardised.report.sources.items():
                     tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
@@ -169,7 +183,7 @@ class TreLink:
                     tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
                 tracker.log_quality_warnings(standardised.report.warnings)
             if model_json is None:
-                with tracker.stage("train"):
+                with progress.stage("train"), tracker.stage("train"):
                     model_json = self.train().model_json
                     model = tracker.log_model(model_json, report.ModelParameters.from_json(model_json),
                                               registry.standardise_rules(cfg), pd.DataFrame(registry.INPUT_EXAMPLE))
@@ -182,7 +196,7 @@ class TreLink:
                 with tempfile.TemporaryDirectory() as tmp:
                     tracker.log_charts_html(probabilistic.save_parameter_charts(
                         probabilistic.load_model(model_json), tmp))
-            with tracker.stage("link"):
+            with progress.stage("link"), tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
                 tracker.log_released(linked.report.released())
                 tracker.log_checksums(report.output_checksums(
@@ -191,7 +205,7 @@ class TreLink:
                 tracker.log_linkage_report(linkage_figures)
             published = {}
             for project in cfg.projects:
-                with tracker.stage(f"publish_{project.name}"):
+                with progress.stage(f"publish {project.name}"), tracker.stage(f"publish_{project.name}"):
                     published[project.name] = self.publish(project.name)
                     released = published[project.name].report.released()
                     tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
@@ -201,7 +215,7 @@ class TreLink:
                                     "opt_outs.version": next(iter(published.values())).report.opt_outs_version})
             accuracy, truth_recall = None, None
             if cfg.truth_path:
-                with tracker.stage("evaluate"):
+                with progress.stage("evaluate"), tracker.stage("evaluate"):
                     accuracy = self.evaluate()
                     tracker.log_released({k: v for k, v in accuracy.released().items() if isinstance(v, float)})
                     truth_recall = report.truth_recall_by_subgroup(
@@ -212,7 +226,7 @@ class TreLink:
             clerical = review.estimates_for(spark, cfg, linked.person_index.df, read_standardised(spark, cfg))
             if clerical is not None:
                 tracker.log_released(clerical.metrics())
-            with tracker.stage("report"):
+            with progress.stage("report"), tracker.stage("report"):
                 run_report = self._run_report(tracker, standardised, linked, published, model, accuracy,
                                               truth_recall, clerical, linkage_figures)
                 paths = document.write_report(run_report, cfg.output.report_html_path, cfg.output.report_pdf_path)
@@ -241,10 +255,14 @@ class TreLink:
                 "clerical": clerical.released() if clerical else None,
                 "report": {"html": str(cfg.output.report_html_path), "pdf": str(cfg.output.report_pdf_path)},
                 "wall_seconds": tracker.seconds,
+                "library_warnings": library_warnings.messages,
                 "paths_relative_to": str(Path.cwd().resolve()),  # relative paths above are from here
             }
+            tracker.log_library_warnings(library_warnings.messages)
             write_summary(cfg, summary)
             tracker.log_artifact(str(cfg.output.summary_path))
+        if own_progress:
+            progress.finish()
         return RunResult(run_id=tracker.run_id, standardise=standardised, model_json=model_json, link=linked,
                          published=published, accuracy=accuracy, summary=summary, report=run_report)
 
@@ -291,6 +309,10 @@ class TreLink:
         root = f"{cfg.output.linkage_zone.rstrip('/')}/reproduce/{run_id}"
         pinned = pinned_config(cfg, run.params, f"{root}/linkage")
         model_json = run.model_json(cfg.tracking_uri, Path(root) / "model")
+        package_differences = environment.differences_from_run(run.params)
+        if package_differences:
+            log.warning("reproduce: the installed software differs from run %s's, so outputs may differ: %s",
+                        run_id, "; ".join(package_differences))
         log.info("reproduce: run %s with sources pinned %s and its logged model", run_id,
                  {s.name: s.version for s in pinned.sources})
         with self._holding_zone(f"reproduce {run_id}"):
@@ -308,6 +330,7 @@ class TreLink:
             "output_linkage_zone": pinned.output.linkage_zone,
             "opt_outs_version": pinned.opt_outs_version,
             "tables": tables,
+            "package_differences": package_differences,
         }
 
     @contextmanager
@@ -391,6 +414,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  source {name:<10} version {info['version']}: {show(info['records'])} records")
     for warning in summary.get("quality_warnings", []):
         lines.append(f"  data quality: {warning}")
+    for warning in summary.get("library_warnings", []):
+        lines.append(f"  warning: {warning}")
     link = summary["linkage"]
     lines.append(f"  links: {show(link['links_deterministic'])} deterministic, "
                  f"{show(link['links_probabilistic'])} probabilistic; "

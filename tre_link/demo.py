@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from tre_link.api import RunResult, TreLink, write_summary
 from tre_link.platform.config import JobConfig, KeySource
 from tre_link.platform.errors import ConfigError
+from tre_link.platform.progress import Progress
 from tre_link.platform.secrets import write_random_key_file
 from tre_link.synth import generate
 
@@ -41,9 +42,12 @@ def run_demo(spark: SparkSession, cfg: JobConfig, config_path: str) -> RunResult
     if cfg.synth is None:
         raise ConfigError(f"{config_path}: the demo needs a `synth` section")
     ensure_demo_keys(cfg)
-    log.info("synth: generating %s people", f"{cfg.synth.people:,}")
-    generated = generate(spark, cfg.synth)
-    result = TreLink(spark, cfg, config_path=config_path).run(run_name="demo")
+    linker = TreLink(spark, cfg, config_path=config_path)
+    progress = Progress(spark, 1 + linker.stage_count())
+    with progress.stage(f"synth ({cfg.synth.people:,} people)"):
+        generated = generate(spark, cfg.synth)
+    result = linker.run(run_name="demo", progress=progress)
+    progress.finish()
     synthetic = {"synthetic": {"sources": generated.source_paths, "opt_outs": generated.opt_outs_path,
                                "truth": generated.truth_path}}
     write_summary(cfg, synthetic)

@@ -41,6 +41,14 @@ class SparkSettings(_Strict):
         "<linkage_zone>/_scratch/local. On a cluster, the executors' local disks (SPARK_LOCAL_DIRS)."
     )
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
+    log_dir: str | None = Field(
+        None, description="Where the JVM's own output (Ivy, Spark start-up, log4j) goes instead of the terminal, "
+        "in local mode; default <output.root>/logs."
+    )
+    jars_dir: str | None = Field(
+        None, description="Offline install: a local directory of the Delta (and Splink) jars (`make bundle` writes "
+        "one). Sessions load every jar in it through spark.jars and resolve nothing through Ivy."
+    )
     ui_enabled: bool = False
     conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
 
@@ -263,7 +271,8 @@ class JobConfig(_Strict):
     def _scratch_in_the_linkage_zone(self) -> JobConfig:
         """Spark's checkpoints and local dir default to inside the linkage zone: they hold records."""
         scratch = f"{self.output.linkage_zone.rstrip('/')}/_scratch"
-        defaults = {"checkpoint_dir": f"{scratch}/checkpoints", "local_dir": f"{scratch}/local"}
+        defaults = {"checkpoint_dir": f"{scratch}/checkpoints", "local_dir": f"{scratch}/local",
+                    "log_dir": f"{self.output.root.rstrip('/')}/logs"}
         missing = {k: v for k, v in defaults.items() if getattr(self.spark, k) is None}
         if not missing:
             return self

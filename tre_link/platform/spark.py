@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tre_link.platform import logs
 from tre_link.platform.config import SparkSettings
 from tre_link.platform.errors import EnvironmentProblem
 from tre_link.platform.host import hostname, process_alive
@@ -25,17 +26,47 @@ def require_java() -> None:
         )
 
 
+def delta_packages() -> str:
+    """The Maven coordinate(s) of the Delta jars that match the installed delta-spark and pyspark,
+    as Delta's own pip helper names them (e.g. io.delta:delta-spark_4.1_2.13:4.4.0): the one
+    place tre-link gets them from, for sessions, spark-submit (bench/cluster_check.py) and bundles."""
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    return configure_spark_with_delta_pip(SparkSession.Builder())._options["spark.jars.packages"]
+
+
+def session_jars(settings: SparkSettings) -> list[str]:
+    """The jars a session started here loads through spark.jars: Splink's similarity jar, and with
+    `jars_dir` (an offline install) every jar in that directory, Delta's among them, so nothing is
+    resolved through Ivy. A jars_dir without Delta's jar is refused before the JVM starts."""
+    from splink.backends.spark import similarity_jar_location
+
+    splink_jar = similarity_jar_location()
+    if not settings.jars_dir:
+        return [splink_jar]
+    jars = sorted(str(p.resolve()) for p in Path(settings.jars_dir).glob("*.jar"))
+    artifact = delta_packages().split(",")[0].split(":")[1]
+    if not any(Path(j).name.startswith((f"io.delta_{artifact}-", f"{artifact}-")) for j in jars):
+        raise EnvironmentProblem(
+            f"spark.jars_dir {settings.jars_dir}: no Delta jar ({artifact}) in it. Build one with "
+            "`make bundle` where the internet is reachable, or unset spark.jars_dir to download it."
+        )
+    if not any(Path(j).name == Path(splink_jar).name for j in jars):
+        jars.append(splink_jar)  # Splink ships its jar inside its wheel
+    return jars
+
+
 def launched_by_spark_submit() -> bool:
-    """spark-submit starts the JVM first and hands Python its gateway port."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ
+    """spark-submit starts the JVM first and hands Python its gateway port; on Databricks the
+    cluster's JVM and session exist before any job (its runtime sets DATABRICKS_RUNTIME_VERSION)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def build_session(settings: SparkSettings):
     """Build (or attach to) a SparkSession with Delta Lake and Splink's Scala UDFs wired in."""
     require_java()
-    from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
-    from splink.backends.spark import similarity_jar_location
 
     builder = SparkSession.builder.appName(settings.app_name)
     if not launched_by_spark_submit():
@@ -56,7 +87,7 @@ def build_session(settings: SparkSettings):
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
         # Under spark-submit, spark.jars already lists --jars and the --packages jars; overwriting it
         # would leave executors on a cluster without Delta (only local mode would still work).
-        builder = builder.config("spark.jars", similarity_jar_location())
+        builder = builder.config("spark.jars", ",".join(session_jars(settings)))
     builder = (
         builder
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
@@ -81,9 +112,14 @@ def build_session(settings: SparkSettings):
     )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
-    if not launched_by_spark_submit():
-        builder = configure_spark_with_delta_pip(builder)
-    spark = builder.getOrCreate()
+    if not launched_by_spark_submit() and not settings.jars_dir:
+        # Resolved by Ivy at start (as delta's configure_spark_with_delta_pip does), after any in spark.conf.
+        packages = [p for p in (settings.conf.get("spark.jars.packages"), delta_packages()) if p]
+        builder = builder.config("spark.jars.packages", ",".join(packages))
+    # The JVM inherits the log file as its stdout and stderr: Ivy and Spark's start-up lines go there.
+    jvm_log = logs.log_file(settings.log_dir) if settings.log_dir and not launched_by_spark_submit() else None
+    with logs.jvm_output_to(jvm_log):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
     if settings.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(owner_only_dir(settings.checkpoint_dir))

@@ -53,16 +53,22 @@ def describe_model(uri: str, tracking_uri: str) -> dict:
     version (so a run records the version it used, not just a moving alias); a file path is identified
     by its SHA-256."""
     if not is_registry_uri(uri):
+        if not Path(uri).is_file():
+            raise ConfigError(f"model {uri}: no such file (give a Splink JSON path or models:/NAME@ALIAS)")
         return {"model_uri": uri, "model_name": None, "model_version": "file",
                 "sha256": hashlib.sha256(Path(uri).read_bytes()).hexdigest()}
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     rest = uri[len("models:/"):]
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    else:
-        name, version = rest.rsplit("/", 1)
-        mv = client.get_model_version(name, version)
+    try:
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = rest.rsplit("/", 1)
+            mv = client.get_model_version(name, version)
+    except (MlflowException, ValueError) as err:
+        raise ConfigError(f"model {uri}: not found in the registry at {tracking_uri} "
+                          f"({str(err).splitlines()[0][:200]})") from None
     return {
         "model_uri": f"models:/{mv.name}/{mv.version}",
         "requested_uri": uri,

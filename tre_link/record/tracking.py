@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from tre_link.platform.config import JobConfig
 from tre_link.platform.paths import normalise
-from tre_link.record import charts
+from tre_link.record import charts, environment
 from tre_link.record.registry import CANDIDATE_ALIAS, MODEL_ARTIFACT, describe_model
 from tre_link.record.report import LinkageReport, ModelParameters, TableChecksum
 
@@ -99,7 +99,7 @@ class Tracker:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        log.info("%s: started", name)
+        log.debug("%s: started", name)
         start = time.perf_counter()
         child = self.client.create_run(
             self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: name, **_zone_tag(self.cfg)}
@@ -114,7 +114,7 @@ class Tracker:
         self.client.set_terminated(child)
         self.seconds[name] = seconds
         self.client.log_metric(self.run_id, f"wall_seconds_{name}", seconds)
-        log.info("%s: done in %.1fs", name, seconds)
+        log.debug("%s: done in %.1fs", name, seconds)
 
     def log_params(self, params: dict) -> None:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
@@ -135,6 +135,12 @@ class Tracker:
         if warnings:
             self.set_tags({"data_quality_warnings": f"{len(warnings)}: " + "; ".join(warnings)})
             self.log_json(warnings, "report/quality_warnings.json")
+
+    def log_library_warnings(self, warnings: list[str]) -> None:
+        """Warnings Splink and MLflow raised during the run, in plain words: a tag, and in full as JSON."""
+        if warnings:
+            self.set_tags({"library_warnings": f"{len(warnings)}: " + "; ".join(warnings)})
+            self.log_json(warnings, "report/library_warnings.json")
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, path, artifact_path=artifact_path)
@@ -323,4 +329,5 @@ def run_params(cfg: JobConfig, config_file: str, config_sha256: str, spark_versi
         "model_source": cfg.linkage.model or "trained in this run",
         "max_block_comparisons": cfg.linkage.max_block_comparisons,
         "em_max_pairs": cfg.linkage.em_max_pairs,
+        **environment.run_params(),  # the lock file's SHA-256 and the key packages' versions
     }
