@@ -47,6 +47,7 @@ def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
     keys = {f"project {project.name}": load_key(project.key, purpose=f"project {project.name}")}
     others = [(f"project {p.name}", p.key) for p in cfg.projects if p.name != project.name]
     others += [("the linkage key", cfg.linkage_key)] if cfg.linkage_key else []
+    others += [("the person-ID key", cfg.person_id_key)] if cfg.person_id_key else []
     for purpose, source in others:
         try:
             keys[purpose] = load_key(source, purpose=purpose)
@@ -60,7 +61,7 @@ def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishRe
     """Write one project's research dataset from the last link, without any opted-out person."""
     project = cfg.project(project_name)
     key = project_key(cfg, project)
-    _, person_index = linked_tables(spark, cfg)
+    links, person_index = linked_tables(spark, cfg)
     standardised = read_standardised(spark, cfg)
     index, report = _without_opted_out(spark, cfg, person_index.df, standardised)
     research = publish_project(
@@ -69,7 +70,7 @@ def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishRe
         project=project,
         project_key=key,
         output=cfg.output,
-        metadata={"link_run": commit_metadata(spark, person_index.path, person_index.version).get("link_run"),
+        metadata={"link_run": commit_metadata(spark, links.path, links.version).get("link_run"),
                   "opt_outs_version": report.opt_outs_version},
     )
     return PublishResult(project=project.name, research=research, report=report)
