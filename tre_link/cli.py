@@ -102,6 +102,10 @@ def _cmd_run(args, cfg: JobConfig) -> int:
     return 0
 
 
+def _cmd_refresh(args, cfg: JobConfig) -> int:
+    return _print_json(_linker(args, cfg).refresh(args.model).released())
+
+
 def _cmd_demo(args, cfg: JobConfig) -> int:
     from tre_link import demo
     from tre_link.api import format_summary
@@ -198,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True)
     p = add("run", _cmd_run, "every stage after synth, as one MLflow run")
     p.add_argument("--model", help="link with this model instead of training: a Splink JSON path or models:/NAME@ALIAS")
+    p = add("refresh", _cmd_refresh, "standardise the sources as they are now, link with an existing model carrying "
+            "person IDs forward, publish; one MLflow run")
+    p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (default: linkage.model, else the "
+                                   "approved version, else the model in the linkage zone)")
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage")
     p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs")
     p.add_argument("run_id")

@@ -114,12 +114,12 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         index = assigned.select(*PERSON_INDEX_COLUMNS)
         events = person_events(assigned, previous, generation).localCheckpoint(eager=True)
         person_index = _write_person_index(spark, cfg, index, metadata)
-        person_events = _write_person_events(spark, cfg, events, run, generation, metadata)
+        events_table = _write_person_events(spark, cfg, events, run, generation, metadata)
         scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata)
         # Last: its commit marks the link finished, naming the index and events it finished with.
         links = write_table(outputs.links, cfg.output.links_table, metadata={
             **metadata, "person_index_version": person_index.version,
-            "person_events_version": person_events.version if person_events else None})
+            "person_events_version": events_table.version if events_table else None})
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = tuple(
             (float(r["bin_start"]), int(r["count"])) for r in match_weight_histogram(outputs.scored_pairs).collect()
@@ -141,7 +141,7 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         **{f"events_{event}": by_event.get(event, 0) for event in EVENTS},
     )
     return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
-                      scored_pairs=scored, person_events=person_events, generation=generation)
+                      scored_pairs=scored, person_events=events_table, generation=generation)
 
 
 def person_id_key(cfg: JobConfig) -> bytes:
