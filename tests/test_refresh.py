@@ -77,7 +77,12 @@ def refreshed(spark, tmp_path_factory) -> Refreshed:
     council = _council(cfg)
     id_column = council.columns.record_id
     source = spark.read.format("delta").load(council.path)
-    copies = source.orderBy(id_column).limit(COPIES).withColumn(id_column, F.concat(F.lit("0-"), F.col(id_column)))
+    # Copies of records with a valid NHS number, so linkage surely puts each with its original (a
+    # copy of a record no blocking rule reaches would be a new person: linkage, not IDs).
+    valid = spark.read.format("delta").load(cfg.output.standardised_table("council")) \
+        .where("nhs_number_status = 'valid' and dob is not null").select(F.col("record_id").alias(id_column))
+    copies = (source.join(valid, id_column, "left_semi").orderBy(id_column).limit(COPIES)
+              .withColumn(id_column, F.concat(F.lit("0-"), F.col(id_column))))
     copies.write.format("delta").mode("append").save(council.path)
 
     with pytest.MonkeyPatch.context() as patched:
