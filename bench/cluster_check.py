@@ -168,8 +168,11 @@ def prepare(spark, root: Path, people: int) -> str:
     from tre_link.platform.config import load_config
     from tre_link.synth import generate
 
+    from tre_link.demo import ensure_demo_keys
+
     cfg = load_config(write_config(root, "prepare", people, linkage_zone=root / "linkage-prepare", model=None))
     generate(spark, cfg.synth)
+    ensure_demo_keys(cfg)  # the person-ID key both links issue their IDs under
     tl = TreLink(spark, cfg)
     tl.standardise()
     model = tl.train().model_json

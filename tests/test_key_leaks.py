@@ -17,7 +17,7 @@ def _keys(cfg) -> dict[str, set[str]]:
     """Each configured key in the forms it could leak in: its text, its bytes as hex, and the forms
     a query plan would print."""
     forms = {}
-    for source in [cfg.linkage_key, *[p.key for p in cfg.projects]]:
+    for source in [cfg.linkage_key, cfg.person_id_key, *[p.key for p in cfg.projects]]:
         if source is None:
             continue
         key = load_key(source, purpose="test")
@@ -32,7 +32,7 @@ def _delta_tables(root: Path) -> list[Path]:
 def test_keys_appear_nowhere(spark, demo_run):
     cfg = demo_run.cfg
     keys = _keys(cfg)
-    assert len(keys) == len(cfg.projects) + (1 if cfg.linkage_key else 0) and len(keys) >= 2
+    assert len(keys) == len(cfg.projects) + bool(cfg.linkage_key) + bool(cfg.person_id_key) and len(keys) >= 2
 
     log_text = "\n".join(demo_run.log_lines)
     assert "link: started" in log_text, "the log capture saw the run"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def test_probabilistic_rules_skip_pairs_the_deterministic_pass_decided():
     assert rule == "(l.dob = r.dob) and (l.deterministic_nhs is null or r.deterministic_nhs is null)"
 
 
-def test_person_index_from_deterministic_groups_and_probabilistic_links(spark):
+def test_clusters_from_deterministic_groups_and_probabilistic_links(spark):
     # a1 and a2 share an NHS number; b1 links to a2 probabilistically; c1 has a number no one
     # else holds and links to d1; e1 links to nothing.
     nodes = spark.createDataFrame(
@@ -110,14 +109,12 @@ def test_person_index_from_deterministic_groups_and_probabilistic_links(spark):
     )
     got = cluster_records(deterministic_groups(nodes), links)
 
-    def person(anchor: str) -> str:
-        return hashlib.sha256(f"person:{anchor}".encode()).hexdigest()[:20]
-
+    # Each cluster is labelled by its smallest unique_id (person IDs are given by person_ids).
     expected = spark.createDataFrame(
-        [("gp", "a1", person("gp:a1"), 3, "deterministic"), ("gp", "a2", person("gp:a1"), 3, "both"),
-         ("hospital", "b1", person("gp:a1"), 3, "probabilistic"),
-         ("gp", "c1", person("council:d1"), 2, "probabilistic"), ("council", "d1", person("council:d1"), 2, "probabilistic"),
-         ("council", "e1", person("council:e1"), 1, "singleton")],
+        [("gp", "a1", "gp:a1", 3, "deterministic"), ("gp", "a2", "gp:a1", 3, "both"),
+         ("hospital", "b1", "gp:a1", 3, "probabilistic"),
+         ("gp", "c1", "council:d1", 2, "probabilistic"), ("council", "d1", "council:d1", 2, "probabilistic"),
+         ("council", "e1", "council:e1", 1, "singleton")],
         got.schema,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
@@ -178,7 +175,8 @@ def test_outputs_are_delta_tables_with_history(spark, demo_run):
 
 
 def test_saved_model_predicts_without_retraining(spark, demo_run):
-    """Linking again with only the saved model JSON gives the demo run's links and person index."""
+    """Linking again with only the saved model JSON gives the demo run's links and its partition of
+    records into persons."""
     model = json.loads(Path(demo_run.summary["model_json"]).read_text())
     assert model["probability_two_random_records_match"] > 0
     trained = [level for c in model["comparisons"] for level in c["comparison_levels"] if "m_probability" in level]
@@ -188,10 +186,13 @@ def test_saved_model_predicts_without_retraining(spark, demo_run):
     prepared = prepare_records(read_standardised(spark, cfg))
     with link_records(prepared, cfg.linkage, demo_run.summary["model_json"]) as again:
         assert again.scored_pairs.count() > 100, "the saved model scored pairs"
-        links, person_index = table_checksum(again.links), table_checksum(again.person_index)
-    tables = demo_run.summary["tables"]
-    assert links == table_checksum(spark.read.format("delta").load(tables["links"]))
-    assert person_index == table_checksum(spark.read.format("delta").load(tables["person_index"]))
+        links = table_checksum(again.links)
+        index = spark.read.format("delta").load(demo_run.summary["tables"]["person_index"])
+        both = again.clusters.join(index, ["source", "record_id"], "full_outer")
+        assert both.where("cluster is null or person_id is null").count() == 0
+        pairs = both.select("cluster", "person_id").distinct()
+        assert pairs.count() == pairs.select("cluster").distinct().count() == pairs.select("person_id").distinct().count()
+    assert links == table_checksum(spark.read.format("delta").load(demo_run.summary["tables"]["links"]))
 
 
 def test_blocking_over_the_limit_stops_before_scoring(spark, demo_run):

@@ -7,6 +7,7 @@
     model = tl.train()                       # TrainResult: the model's Splink JSON
     linked = tl.link()                       # LinkResult: links, person_index + report
     tl.publish("cardio_outcomes")            # PublishResult: the project's research dataset
+    tl.refresh()                             # RefreshResult: new extracts linked, person IDs carried forward
     linked.report.released()                 # counts as they may leave the linkage zone
 
 Each stage reads and writes Delta tables where the config says, returns a typed result, and logs
@@ -38,7 +39,8 @@ from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
 from tre_link.platform import logs
-from tre_link.platform.delta_io import read_delta
+from tre_link.platform.delta_io import commit_metadata, read_delta
+from tre_link.platform.errors import ConfigError
 from tre_link.platform.progress import Progress
 from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
 from tre_link.platform.zone_lock import hold_zone
@@ -62,6 +64,31 @@ class RunResult:
     accuracy: Accuracy | None
     summary: dict  # released figures and table paths: what summary.json holds
     report: report.RunReport | None = None  # the linkage report's released figures
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    run_id: str  # the MLflow run, also the link run recorded with every table it wrote
+    parent_run: str | None  # the link run whose person index this refresh carried IDs forward from
+    standardise: StandardiseResult
+    model_json: str
+    link: LinkResult
+    published: dict[str, PublishResult]
+
+    def released(self) -> dict:
+        """What may leave the linkage zone: events by type and per-project opt-outs, disclosure-controlled."""
+        linkage = self.link.report.released()
+        return {
+            "run_id": self.run_id,
+            "parent_run": self.parent_run,
+            "generation": self.link.generation,
+            "person_index_version": self.link.person_index.version,
+            "sources": self.standardise.report.released(),
+            "events": {k.removeprefix("events_"): v for k, v in linkage.items() if k.startswith("events_")},
+            "records_indexed": linkage["records_indexed"],
+            "persons": linkage["persons"],
+            "published": {name: p.report.released() for name, p in self.published.items()},
+        }
 
 
 class TreLink:
@@ -265,6 +292,65 @@ class TreLink:
             progress.finish()
         return RunResult(run_id=tracker.run_id, standardise=standardised, model_json=model_json, link=linked,
                          published=published, accuracy=accuracy, summary=summary, report=run_report)
+
+    def refresh(self, model: str | None = None) -> RefreshResult:
+        """Standardise the sources as they are now, link them with an existing model (never
+        training), carrying every person ID forward from the last finished link, and publish every
+        project, as one MLflow run that records its parent link run, the source versions and the
+        released counts of person events by type. A refresh with nothing new commits nothing to
+        person_index or person_events.
+
+        The model: `model` (a Splink JSON path or models:/NAME@ALIAS), else `linkage.model`, else
+        the registered model's `approved` version, else the model `train()` saved in the zone."""
+        cfg, spark = self.config, self.spark
+        model = self._refresh_model(model)
+        model_json = registry.resolve_model(model, cfg.tracking_uri)
+        with self._holding_zone("refresh"), tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
+            base = link_stage.link_base(spark, cfg)
+            parent = commit_metadata(spark, cfg.output.links_table).get("link_run") \
+                if base.person_index is not None else None
+            tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
+                                "parent_run": parent or "", "base_generation": base.generation})
+            if parent:
+                tracker.set_tags({"tre_link.parent_run": parent})
+            with tracker.stage("standardise"):
+                standardised = self.standardise()
+                for name, source in standardised.report.sources.items():
+                    tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
+                for name, released in standardised.report.released().items():
+                    tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
+                tracker.log_quality_warnings(standardised.report.warnings)
+            tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
+            with tracker.stage("link"):
+                linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
+                tracker.log_released(linked.report.released())
+                tracker.log_params({"generation": linked.generation,
+                                    "person_index.version": linked.person_index.version})
+                tracker.log_checksums(report.output_checksums(
+                    {"links": linked.links.df, "person_index": linked.person_index.df}))
+            published = {}
+            for project in cfg.projects:
+                with tracker.stage(f"publish_{project.name}"):
+                    published[project.name] = self.publish(project.name)
+                    released = published[project.name].report.released()
+                    tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
+                                         prefix=f"{project.name}.")
+            result = RefreshResult(run_id=tracker.run_id, parent_run=parent, standardise=standardised,
+                                   model_json=model_json, link=linked, published=published)
+            tracker.log_json(result.released(), "refresh.json")
+        return result
+
+    def _refresh_model(self, model: str | None) -> str:
+        """The model a refresh links with; a refresh never trains one."""
+        cfg = self.config
+        if model or cfg.linkage.model:
+            return model or cfg.linkage.model
+        if registry.approved_model(cfg.tracking_uri, cfg.mlflow.registered_model) is not None:
+            return f"models:/{cfg.mlflow.registered_model}@{registry.APPROVED_ALIAS}"
+        if storage.exists(self.spark, cfg.output.model_json):
+            return cfg.output.model_json
+        raise ConfigError("refresh links with an existing model and never trains one: give --model, set "
+                          "linkage.model, approve a registered version, or run `tre-link train` first")
 
     def _run_report(self, tracker: tracking.Tracker, standardised: StandardiseResult, linked: LinkResult,
                     published: dict[str, PublishResult], model: dict, accuracy: Accuracy | None, truth_recall: list[dict] | None,

@@ -118,6 +118,10 @@ def _cmd_run(args, cfg: JobConfig) -> int:
     return 0
 
 
+def _cmd_refresh(args, cfg: JobConfig) -> int:
+    return _print_json(_linker(args, cfg).refresh(args.model).released())
+
+
 def _cmd_demo(args, cfg: JobConfig) -> int:
     from tre_link import demo
     from tre_link.api import format_summary
@@ -250,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", nargs="*", default=[], help="further exact-match columns to tokenise")
     p.add_argument("--key-env", default="TRE_LINK_LINKAGE_KEY", help="environment variable holding the shared key")
     p.add_argument("--key-file", help="key file, used when the variable is unset")
-    add("standardise", _cmd_standardise, "standardise sources, remove opt-outs, profile quality",
+    add("standardise", _cmd_standardise, "standardise the sources and profile their quality",
         "tre-link standardise --config conf/demo.yaml")
     add("train", _cmd_train, "train the Fellegi-Sunter model", "tre-link train --config conf/demo.yaml")
     p = add("link", _cmd_link, "deterministic pass, probabilistic pass, clustering",
@@ -261,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="the configured project (projects[].name) to publish")
     p = add("run", _cmd_run, "every stage after synth, as one MLflow run", "tre-link run --config conf/demo.yaml")
     p.add_argument("--model", help="link with this model instead of training: a Splink JSON path or models:/NAME@ALIAS")
+    p = add("refresh", _cmd_refresh, "standardise the sources as they are now, link with an existing model carrying "
+            "person IDs forward, publish; one MLflow run", "tre-link refresh --config conf/demo.yaml")
+    p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (default: linkage.model, else the "
+                                   "approved version, else the model in the linkage zone)")
     add("demo", _cmd_demo, "throwaway keys, synthetic data, then every stage", "tre-link demo --config conf/demo.yaml")
     p = add("reproduce", _cmd_reproduce, "rerun a logged run at its Delta versions with its model; compare outputs",
             "tre-link reproduce 0123456789abcdef0123456789abcdef --config conf/demo.yaml")

@@ -23,7 +23,7 @@ log = logging.getLogger("tre_link")
 
 
 def _key_sources(cfg: JobConfig) -> list[KeySource]:
-    return ([cfg.linkage_key] if cfg.linkage_key else []) + [p.key for p in cfg.projects]
+    return [k for k in (cfg.linkage_key, cfg.person_id_key) if k] + [p.key for p in cfg.projects]
 
 
 def ensure_demo_keys(cfg: JobConfig) -> None:

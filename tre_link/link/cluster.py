@@ -18,10 +18,11 @@ def cluster_records(groups: DataFrame, links: DataFrame) -> DataFrame:
     connected components runs only on the nodes probabilistic links touch: a graph a small
     fraction of the records' size.
 
-    Returns `person_index`: source, record_id, person_id, cluster_size, link_method, where
-    link_method says how the record joined its cluster: deterministic, probabilistic, both,
-    or singleton. person_id is derived from the cluster's smallest unique_id, so it is stable
-    across reruns on the same inputs.
+    Returns the clusters: source, record_id, cluster, cluster_size, link_method, where cluster
+    labels the cluster by its smallest unique_id (internal: `person_ids.assign_person_ids` gives
+    each cluster its person ID, carried forward from the previous index, and the label is never
+    written), and link_method says how the record joined its cluster: deterministic,
+    probabilistic, both, or singleton.
     """
     probabilistic = links.where(F.col("link_method") == "probabilistic")
     # Materialised once: connected components reads the edges in every iteration. Each join
@@ -63,7 +64,7 @@ def cluster_records(groups: DataFrame, links: DataFrame) -> DataFrame:
     return clustered.select(
         "source",
         "record_id",
-        F.substring(F.sha2(F.concat(F.lit("person:"), F.min(UNIQUE_ID).over(cluster)), 256), 1, 20).alias("person_id"),
+        F.min(UNIQUE_ID).over(cluster).alias("cluster"),
         F.count(F.lit(1)).over(cluster).cast("int").alias("cluster_size"),
         F.when(deterministic & probabilistic_end, F.lit("both"))
         .when(deterministic, F.lit("deterministic"))

@@ -40,7 +40,7 @@ def prepare_records(records: DataFrame) -> DataFrame:
 @dataclass
 class LinkOutputs:
     links: DataFrame  # one row per link at or above threshold, with its provenance
-    person_index: DataFrame
+    clusters: DataFrame  # source, record_id, cluster (internal label), cluster_size, link_method
     scored_pairs: DataFrame  # every scored undecided pair, materialised: for the match-weight histogram
     estimated_comparisons: int
     dropped_blocks: list[DroppedBlocks]
@@ -110,7 +110,7 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
             links = deterministic_edges(groups).unionByName(probabilistic_links)
             yield LinkOutputs(
                 links=_with_record_keys(links),
-                person_index=cluster_records(groups, links),
+                clusters=cluster_records(groups, links),
                 scored_pairs=scored,
                 estimated_comparisons=estimated,
                 dropped_blocks=plan.dropped,

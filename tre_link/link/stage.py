@@ -1,21 +1,36 @@
 """The link stages: train a model on the standardised records, and link them with a model into
-`links` and `person_index` in the linkage zone."""
+`links`, `person_index` and `person_events` in the linkage zone.
+
+Person IDs are carried forward from the person index of the last finished link
+(`person_ids.assign_person_ids`). One link commits, in this order: person_index (a Delta MERGE, and
+only when a row changed), person_events (a MERGE replacing this generation's events, and only when
+there are any), scored_pairs, then links, whose commit names the person_index and person_events
+versions it finished with. So links marks a finished link: a link killed before it is rerun against
+the same base index and generation, and ends as one clean link would (`link_base`)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from tre_link.ingest.stage import read_standardised
 from tre_link.link.engine import link_records, prepare_records, train_model
+from tre_link.link.person_ids import EVENTS, PERSON_INDEX_COLUMNS, assign_person_ids, person_events
 from tre_link.link.probabilistic import match_weight_histogram
 from tre_link.link.records import with_unique_id
+from tre_link.platform import delta_io
 from tre_link.platform.config import JobConfig
-from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, write_table
+from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, version_or_none, write_table
 from tre_link.platform.errors import InputDataError
 from tre_link.platform.disclosure import release_count, release_counts
+from tre_link.platform.secrets import load_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,13 @@ class LinkReport:
     records_indexed: int
     persons: int
     match_weight_histogram: tuple[tuple[float, int], ...]  # (bin start, scored pairs) per match-weight bin
+    # person_events rows of this link, by event (`person_ids.EVENTS`)
+    events_new: int = 0
+    events_joined: int = 0
+    events_merged: int = 0
+    events_split: int = 0
+    events_retired: int = 0
+    events_record_removed: int = 0
 
     def counts(self) -> dict[str, int]:
         return {name: value for name, value in vars(self).items() if name != "match_weight_histogram"}
@@ -56,6 +78,16 @@ class LinkResult:
     model_json: str  # the model the records were linked with
     report: LinkReport
     scored_pairs: VersionedTable | None = None  # every scored pair: what clerical review samples
+    person_events: VersionedTable | None = None  # None until a link has had an event
+    generation: int = 1  # of the person index: the number of finished links in this linkage zone
+
+
+@dataclass(frozen=True)
+class LinkBase:
+    """What a link carries person IDs forward from: the last finished link's person index."""
+
+    person_index: VersionedTable | None  # None for the first link in a zone
+    generation: int  # the last finished link's (0 before any)
 
 
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
@@ -66,19 +98,34 @@ def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
 
 def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, run: str | None = None) -> LinkResult:
     """Link the standardised records with `model_json` (the trained model in the linkage zone by
-    default). `run` (a new id by default) is recorded with the commits of links and person_index."""
+    default), carrying person IDs forward from the last finished link. `run` (a new id by default)
+    is recorded with every commit and in person_events."""
     model_json = model_json or cfg.output.model_json
     run = run or uuid.uuid4().hex
+    base = link_base(spark, cfg)
+    generation = base.generation + 1
     prepared = prepare_records(read_standardised(spark, cfg))
+    metadata = {"link_run": run, "generation": generation}
     with link_records(prepared, cfg.linkage, model_json) as outputs:
-        links = write_table(outputs.links, cfg.output.links_table, metadata={"link_run": run})
-        person_index = write_table(outputs.person_index, cfg.output.person_index_table, metadata={"link_run": run})
-        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata={"link_run": run})
+        previous = base.person_index.df if base.person_index else None
+        # Materialised once: the diff, the MERGE and the events all read it, and none may cluster again.
+        assigned = assign_person_ids(outputs.clusters, previous, generation=generation,
+                                     key=person_id_key(cfg)).localCheckpoint(eager=True)
+        index = assigned.select(*PERSON_INDEX_COLUMNS)
+        events = person_events(assigned, previous, generation).localCheckpoint(eager=True)
+        person_index = _write_person_index(spark, cfg, index, metadata)
+        events_table = _write_person_events(spark, cfg, events, run, generation, metadata)
+        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata)
+        # Last: its commit marks the link finished, naming the index and events it finished with.
+        links = write_table(outputs.links, cfg.output.links_table, metadata={
+            **metadata, "person_index_version": person_index.version,
+            "person_events_version": events_table.version if events_table else None})
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = tuple(
             (float(r["bin_start"]), int(r["count"])) for r in match_weight_histogram(outputs.scored_pairs).collect()
         )
         scored_pairs = outputs.scored_pairs.count()
+        by_event = {row["event"]: row["count"] for row in events.groupBy("event").count().collect()}
     by_method = {row["link_method"]: row["count"] for row in links.df.groupBy("link_method").count().collect()}
     report = LinkReport(
         estimated_comparisons=outputs.estimated_comparisons,
@@ -91,9 +138,80 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         records_indexed=person_index.df.count(),
         persons=person_index.df.select("person_id").distinct().count(),
         match_weight_histogram=histogram,
+        **{f"events_{event}": by_event.get(event, 0) for event in EVENTS},
     )
     return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
-                      scored_pairs=scored)
+                      scored_pairs=scored, person_events=events_table, generation=generation)
+
+
+def person_id_key(cfg: JobConfig) -> bytes:
+    """The key new person IDs are made under: `person_id_key`, else a random one for this link
+    only (its new IDs are then random, and `reproduce` cannot issue them again)."""
+    if cfg.person_id_key is not None:
+        return load_key(cfg.person_id_key, purpose="person IDs")
+    log.info("no person_id_key configured: this link's new person IDs are random")
+    return os.urandom(32)
+
+
+def link_base(spark: SparkSession, cfg: JobConfig) -> LinkBase:
+    """The person index of the last finished link and its generation. A link's last commit is to
+    links, naming the person_index version it finished with; a link killed before that commit is
+    not finished, so its rerun starts from the same base. (A zone linked before stable IDs: its
+    person_index if links and person_index came from one run, as generation 0.)"""
+    links, index = cfg.output.links_table, cfg.output.person_index_table
+    if version_or_none(spark, links) is None:
+        return LinkBase(person_index=None, generation=0)
+    finished = commit_metadata(spark, links)
+    if "person_index_version" in finished:
+        return LinkBase(person_index=read_delta(spark, index, finished["person_index_version"], table="person_index"),
+                        generation=int(finished.get("generation") or 0))
+    if version_or_none(spark, index) is not None and \
+            commit_metadata(spark, index).get("link_run") == finished.get("link_run"):
+        return LinkBase(person_index=read_delta(spark, index, table="person_index"), generation=0)
+    return LinkBase(person_index=None, generation=0)
+
+
+def _write_person_index(spark: SparkSession, cfg: JobConfig, index, metadata: dict) -> VersionedTable:
+    """The index as the table holds it now (which a killed link may have written already), else
+    brought to it by one MERGE; no commit at all when no row changed."""
+    path = cfg.output.person_index_table
+    if version_or_none(spark, path) is None:
+        return write_table(index, path, metadata=metadata)
+    held = read_delta(spark, path, table="person_index")
+    if sorted(held.df.columns) != sorted(PERSON_INDEX_COLUMNS):  # from before stable IDs
+        return write_table(index, path, metadata=metadata)
+    keys = ["source", "record_id"]
+    compare = [c for c in PERSON_INDEX_COLUMNS if c not in keys]
+    differ = " or ".join(f"not (n.`{c}` <=> h.`{c}`)" for c in compare) + " or n.source is null or h.source is null"
+    changed = index.alias("n").join(held.df.alias("h"), [index[k] == held.df[k] for k in keys], "full_outer") \
+        .where(differ)
+    if changed.isEmpty():
+        return held
+    version = delta_io.merge_delta(index, path, on=keys, compare=compare, metadata=metadata, delete_unmatched="true")
+    return VersionedTable(df=spark.read.format("delta").option("versionAsOf", version).load(path), path=path,
+                          version=version)
+
+
+def _write_person_events(spark: SparkSession, cfg: JobConfig, events, run: str, generation: int,
+                         metadata: dict) -> VersionedTable | None:
+    """This generation's events, replacing any a killed link of the same generation wrote, by one
+    MERGE; no commit when there are none to add or take away. None while the table does not exist."""
+    path = cfg.output.person_events_table
+    rows = events.select("generation", F.lit(run).alias("run"), "event", "person_before", "person_after",
+                         "record_count")
+    exists = version_or_none(spark, path) is not None
+    stale = exists and not read_delta(spark, path, table="person_events").df.where(
+        F.col("generation") == generation).isEmpty()
+    if events.isEmpty() and not stale:
+        return read_delta(spark, path, table="person_events") if exists else None
+    if not exists:
+        version = delta_io.write_delta(rows, path, metadata=metadata)
+    else:
+        version = delta_io.merge_delta(rows, path, on=["generation", "event", "person_before", "person_after"],
+                                       compare=["run", "record_count"], metadata=metadata,
+                                       delete_unmatched=f"t.generation = {int(generation)}")
+    return VersionedTable(df=spark.read.format("delta").option("versionAsOf", version).load(path), path=path,
+                          version=version)
 
 
 def linked_tables(spark: SparkSession, cfg: JobConfig) -> tuple[VersionedTable, VersionedTable]:
@@ -101,8 +219,12 @@ def linked_tables(spark: SparkSession, cfg: JobConfig) -> tuple[VersionedTable, 
     different runs (one stopped between its two commits): publishing would mix them."""
     links = read_delta(spark, cfg.output.links_table, table="links")
     person_index = read_delta(spark, cfg.output.person_index_table, table="person_index")
-    runs = [commit_metadata(spark, t.path, t.version).get("link_run") for t in (links, person_index)]
-    if runs[0] != runs[1]:
+    finished = commit_metadata(spark, links.path, links.version)
+    if "person_index_version" in finished:
+        apart = finished["person_index_version"] != person_index.version
+    else:  # written before stable IDs
+        apart = finished.get("link_run") != commit_metadata(spark, person_index.path, person_index.version).get("link_run")
+    if apart:
         raise InputDataError(
             "links and person_index were written by different link runs (one stopped between its commits): "
             "run link again before publishing"

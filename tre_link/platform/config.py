@@ -133,6 +133,11 @@ class OutputConfig(_Strict):
         return f"{self.linkage_zone}/person_index"
 
     @property
+    def person_events_table(self) -> str:
+        """Every change to the person index (new, joined, merged, split, retired, record_removed), by generation."""
+        return f"{self.linkage_zone}/person_events"
+
+    @property
     def model_json(self) -> str:
         return f"{self.linkage_zone}/model/splink_model.json"
 
@@ -167,6 +172,10 @@ class OutputConfig(_Strict):
 
     def research_table(self, project: str) -> str:
         return f"{self.research_zone.rstrip('/')}/{project}/records"
+
+    def key_events_table(self, project: str) -> str:
+        """How the project's person keys changed (merges, splits, retirements), from person_events."""
+        return f"{self.research_zone.rstrip('/')}/{project}/key_events"
 
     def reidentified_table(self, request: str) -> str:
         return f"{self.linkage_zone}/reidentified/{request}"
@@ -253,6 +262,9 @@ class JobConfig(_Strict):
     truth_path: str | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
     linkage_key: KeySource | None = None
+    person_id_key: KeySource | None = Field(
+        None, description="Keys new person IDs (an HMAC of the index generation and the cluster), so reruns and "
+        "`reproduce` issue the same IDs; without it every new ID is random.")
     linkage: LinkageConfig
     projects: list[ProjectConfig] = Field(default_factory=list)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)

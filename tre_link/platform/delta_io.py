@@ -105,6 +105,32 @@ def write_delta(df: DataFrame, path: str, *, metadata: dict | None = None,
     return latest_version(spark, path)
 
 
+def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], metadata: dict | None = None,
+                delete_unmatched: str | None = None) -> int:
+    """Bring the Delta table at `path` to `df` in one commit with Delta MERGE: rows matching on `on`
+    are updated where any `compare` column differs, rows of `df` not in the table are inserted,
+    and rows of the table not in `df` are deleted where `delete_unmatched` (a SQL condition on the
+    target, alias `t`; "true" for all) holds. `metadata` is recorded with the commit, as by
+    `write_delta`, which creates the table when there is none. Returns the version committed."""
+    from delta.tables import DeltaTable
+
+    from tre_link.platform.spark import sql_conf
+
+    spark = df.sparkSession
+    if not DeltaTable.isDeltaTable(spark, path):
+        return write_delta(df, path, metadata=metadata)
+    condition = " and ".join(f"t.`{c}` <=> s.`{c}`" for c in on)
+    changed = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in compare)
+    merge = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
+             .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll())
+    if delete_unmatched:
+        merge = merge.whenNotMatchedBySourceDelete(condition=delete_unmatched)
+    settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(metadata or {}, sort_keys=True)}
+    with sql_conf(spark, settings), _single_writer(path):
+        merge.execute()
+    return latest_version(spark, path)
+
+
 def write_table(df: DataFrame, path: str, *, metadata: dict | None = None) -> VersionedTable:
     """`write_delta`, then the table as written: the version committed and a frame reading it."""
     version = write_delta(df, path, metadata=metadata)

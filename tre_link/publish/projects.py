@@ -46,6 +46,36 @@ def research_path(project: ProjectConfig, output: OutputConfig) -> str:
     return path
 
 
+def key_events_path(project: ProjectConfig, output: OutputConfig) -> str:
+    """`{research_zone}/{project}/key_events`, refused where the records' path would be."""
+    research_path(project, output)
+    return output.key_events_table(project.name)
+
+
+# The person events that change which key a record carries; `new` and `joined` change none, and
+# record_removed is a record's, not a key's.
+KEY_EVENTS = ("merged", "split", "retired")
+
+
+def build_key_events(person_events: DataFrame, *, project_key: bytes, left_out: DataFrame | None = None) -> DataFrame:
+    """How the project's person keys changed, from the linkage zone's person_events: generation,
+    event (merged, split, retired), old_key, new_key (null when a retired person's records all
+    went), each key an HMAC of the person ID under the project's key, as the records carry it.
+    No linkage-zone ID and no count leaves; events naming a person in `left_out` (person_id: the
+    persons who opted out) are left out too."""
+    events = person_events.where(F.col("event").isin(*KEY_EVENTS))
+    if left_out is not None:
+        gone = F.broadcast(left_out.select(F.col("person_id").alias("_gone")).distinct())
+        for side in ("person_before", "person_after"):
+            events = events.join(gone, events[side] == gone["_gone"], "left_anti")
+    keyed = with_keyed_columns(events, project_key, {
+        "old_key": hmac_sha256_hex(F.col("person_before")),
+        "new_key": hmac_sha256_hex(F.col("person_after")),
+    })
+    return (keyed.select(F.col("generation").cast("int"), "event", "old_key", "new_key").distinct()
+            .repartition(1).sortWithinPartitions("generation", "old_key", "event", "new_key"))
+
+
 def age_band(dob: Column, reference_date) -> Column:
     """Five-year age band ('40-44') at `reference_date`, '90+' at the top; null for null or future dobs."""
     ref = F.lit(reference_date).cast("date")

@@ -13,11 +13,11 @@ from tre_link.ingest.optout import opted_out_persons
 from tre_link.ingest.stage import linkage_key, read_standardised
 from tre_link.link.stage import linked_tables
 from tre_link.platform.config import JobConfig, ProjectConfig
-from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta
+from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, version_or_none, write_table
 from tre_link.platform.disclosure import release_counts
 from tre_link.platform.errors import SecretKeyError
 from tre_link.platform.secrets import load_key, require_distinct
-from tre_link.publish.projects import publish_project
+from tre_link.publish.projects import build_key_events, key_events_path, publish_project
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class PublishResult:
     project: str
     research: VersionedTable  # the project's dataset in the research zone
     report: PublishReport
+    key_events: VersionedTable | None = None  # how the project's person keys changed (research zone)
 
 
 def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
@@ -47,6 +48,7 @@ def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
     keys = {f"project {project.name}": load_key(project.key, purpose=f"project {project.name}")}
     others = [(f"project {p.name}", p.key) for p in cfg.projects if p.name != project.name]
     others += [("the linkage key", cfg.linkage_key)] if cfg.linkage_key else []
+    others += [("the person-ID key", cfg.person_id_key)] if cfg.person_id_key else []
     for purpose, source in others:
         try:
             keys[purpose] = load_key(source, purpose=purpose)
@@ -60,29 +62,42 @@ def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishRe
     """Write one project's research dataset from the last link, without any opted-out person."""
     project = cfg.project(project_name)
     key = project_key(cfg, project)
-    _, person_index = linked_tables(spark, cfg)
+    links, person_index = linked_tables(spark, cfg)
     standardised = read_standardised(spark, cfg)
-    index, report = _without_opted_out(spark, cfg, person_index.df, standardised)
+    index, report, left_out = _without_opted_out(spark, cfg, person_index.df, standardised)
+    metadata = {"link_run": commit_metadata(spark, links.path, links.version).get("link_run"),
+                "opt_outs_version": report.opt_outs_version}
     research = publish_project(
         person_index=index,
         standardised=standardised,
         project=project,
         project_key=key,
         output=cfg.output,
-        metadata={"link_run": commit_metadata(spark, person_index.path, person_index.version).get("link_run"),
-                  "opt_outs_version": report.opt_outs_version},
+        metadata=metadata,
     )
-    return PublishResult(project=project.name, research=research, report=report)
+    key_events = write_table(_key_events(spark, cfg, key, left_out), key_events_path(project, cfg.output),
+                             metadata=metadata)
+    return PublishResult(project=project.name, research=research, report=report, key_events=key_events)
+
+
+def _key_events(spark: SparkSession, cfg: JobConfig, key: bytes, left_out: DataFrame | None) -> DataFrame:
+    """The project's key_events from every person event so far (none before the first)."""
+    if version_or_none(spark, cfg.output.person_events_table) is None:
+        events = spark.createDataFrame([], "generation int, event string, person_before string, person_after string")
+    else:
+        events = read_delta(spark, cfg.output.person_events_table, table="person_events").df
+    return build_key_events(events, project_key=key, left_out=left_out)
 
 
 def _without_opted_out(spark: SparkSession, cfg: JobConfig, person_index: DataFrame,
-                       standardised: DataFrame) -> tuple[DataFrame, PublishReport]:
-    """The person index without every record of every person who opted out (by any record)."""
+                       standardised: DataFrame) -> tuple[DataFrame, PublishReport, DataFrame | None]:
+    """The person index without every record of every person who opted out (by any record), and
+    those persons (person_id)."""
     if not cfg.opt_outs:
-        return person_index, PublishReport(opt_outs_version=None, persons_opted_out=0, records_opted_out=0)
+        return person_index, PublishReport(opt_outs_version=None, persons_opted_out=0, records_opted_out=0), None
     opt_outs = read_delta(spark, cfg.opt_outs, cfg.opt_outs_version, table="opt_outs")
     persons = opted_out_persons(person_index, standardised, opt_outs.df, linkage_key=linkage_key(cfg)).localCheckpoint()
     removed = person_index.join(F.broadcast(persons), "person_id", "left_semi")
     report = PublishReport(opt_outs_version=opt_outs.version, persons_opted_out=persons.count(),
                            records_opted_out=removed.count())
-    return person_index.join(F.broadcast(persons), "person_id", "left_anti"), report
+    return person_index.join(F.broadcast(persons), "person_id", "left_anti"), report, persons

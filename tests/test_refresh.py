@@ -1,0 +1,166 @@
+"""Stable person IDs across links of one linkage zone, on a small population of its own: copies of
+existing records under ids that sort first (the issue's measurement) join their persons without
+changing any existing ID, a link killed between its commits and run again ends as a clean one
+would, and an unchanged relink has no events and commits nothing to person_index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import yaml
+from pyspark.sql import functions as F
+
+from tre_link import TreLink
+from tre_link.demo import ensure_demo_keys
+from tre_link.platform import delta_io
+from tre_link.platform.config import JobConfig, load_config
+from tre_link.synth import generate
+
+from conftest import small_demo_config
+
+SEED = 6151  # this population's own
+PEOPLE = 150
+COPIES = 20
+
+
+class SimulatedCrash(BaseException):
+    """The process dying right after a commit."""
+
+
+def _crash_after_commit(monkeypatch, n: int) -> None:
+    commits = {"n": 0}
+
+    def crashing(real):
+        def commit(df, path, **kwargs):
+            version = real(df, path, **kwargs)
+            commits["n"] += 1
+            if commits["n"] == n:
+                raise SimulatedCrash(path)
+            return version
+        return commit
+
+    monkeypatch.setattr(delta_io, "write_delta", crashing(delta_io.write_delta))
+    monkeypatch.setattr(delta_io, "merge_delta", crashing(delta_io.merge_delta))
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    cfg: JobConfig
+    first_index_version: int  # person_index after the first link
+    first_run: str
+    first_research_versions: dict[str, int]
+    refresh_run: str  # the refresh that finished (its MLflow run and link run)
+
+
+def _council(cfg: JobConfig):
+    return next(s for s in cfg.sources if s.name == "council")
+
+
+@pytest.fixture(scope="module")
+def refreshed(spark, tmp_path_factory) -> Refreshed:
+    """Link and publish; append COPIES council records under ids that sort first; refresh (with the
+    model train saved), killed after its person_events commit, and once more."""
+    path = small_demo_config(tmp_path_factory.mktemp("refresh"), people=PEOPLE)
+    raw = yaml.safe_load(path.read_text())
+    raw["synth"]["seed"] = SEED
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(path)
+    generate(spark, cfg.synth)
+    ensure_demo_keys(cfg)
+    tl = TreLink(spark, cfg)
+    tl.standardise()
+    tl.train()
+    first = tl.link()
+    research = {p.name: tl.publish(p.name).research.version for p in cfg.projects}
+
+    council = _council(cfg)
+    id_column = council.columns.record_id
+    source = spark.read.format("delta").load(council.path)
+    # Copies of records with a valid NHS number, so linkage surely puts each with its original (a
+    # copy of a record no blocking rule reaches would be a new person: linkage, not IDs).
+    valid = spark.read.format("delta").load(cfg.output.standardised_table("council")) \
+        .where("nhs_number_status = 'valid' and dob is not null").select(F.col("record_id").alias(id_column))
+    copies = (source.join(valid, id_column, "left_semi").orderBy(id_column).limit(COPIES)
+              .withColumn(id_column, F.concat(F.lit("0-"), F.col(id_column))))
+    copies.write.format("delta").mode("append").save(council.path)
+
+    with pytest.MonkeyPatch.context() as patched:
+        # Killed after its person_events commit: gp, hospital, council, quality_profile, person_index, person_events.
+        _crash_after_commit(patched, 6)
+        with pytest.raises(SimulatedCrash):
+            tl.refresh()
+    refreshed = tl.refresh()
+    return Refreshed(cfg=cfg, first_index_version=first.person_index.version, first_run=first.run,
+                     first_research_versions=research, refresh_run=refreshed.run_id)
+
+
+def _index(spark, cfg: JobConfig, version: int | None = None):
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(cfg.output.person_index_table)
+
+
+def test_copies_sorting_first_join_their_persons_and_no_existing_person_id_changes(spark, refreshed):
+    cfg = refreshed.cfg
+    before = _index(spark, cfg, refreshed.first_index_version).select("source", "record_id",
+                                                                       F.col("person_id").alias("before"))
+    after = _index(spark, cfg)
+    assert after.count() == before.count() + COPIES
+    changed = before.join(after, ["source", "record_id"]).where("before != person_id")
+    assert changed.count() == 0, "an existing record's person_id changed"
+    # Each copy is in its original's person.
+    copies = after.where("record_id like '0-%'").select(F.expr("substring(record_id, 3)").alias("record_id"),
+                                                        F.col("person_id").alias("copy_person"))
+    originals = copies.join(after.where("source = 'council'"), "record_id")
+    assert originals.count() == COPIES
+    assert originals.where("copy_person != person_id").count() == 0
+
+
+def test_killed_link_rerun_records_each_join_once_under_the_run_that_finished(spark, refreshed):
+    events = spark.read.format("delta").load(refreshed.cfg.output.person_events_table)
+    first = events.where("generation = 1")
+    assert {r.event for r in first.select("event").distinct().collect()} == {"new"}
+    second = events.where("generation = 2").collect()
+    assert {r.event for r in second} == {"joined"}, "copies only join persons: no merge, split or new"
+    assert sum(r.record_count for r in second) == COPIES
+    assert all(r.person_before == r.person_after for r in second)
+    assert {r.run for r in second} == {refreshed.refresh_run}, "the killed link's events were replaced"
+    assert events.where("generation > 2").count() == 0
+
+
+def test_unchanged_relink_has_no_events_and_commits_nothing_to_person_index(spark, refreshed):
+    cfg = refreshed.cfg
+    tl = TreLink(spark, cfg)
+    index_version = delta_io.latest_version(spark, cfg.output.person_index_table)
+    events_version = delta_io.latest_version(spark, cfg.output.person_events_table)
+    relinked = tl.link()
+    assert delta_io.latest_version(spark, cfg.output.person_index_table) == index_version
+    assert delta_io.latest_version(spark, cfg.output.person_events_table) == events_version
+    assert {k: v for k, v in relinked.report.counts().items() if k.startswith("events_")} == {
+        f"events_{e}": 0 for e in ("new", "joined", "merged", "split", "retired", "record_removed")}
+    tl.publish(cfg.projects[0].name)  # links and person_index still agree
+
+
+def test_republish_after_refresh_keeps_every_person_key(spark, refreshed):
+    cfg = refreshed.cfg
+    for project in cfg.projects:
+        path = cfg.output.research_table(project.name)
+        before = spark.read.format("delta").option(
+            "versionAsOf", refreshed.first_research_versions[project.name]).load(path).select("person_key").distinct()
+        after = spark.read.format("delta").load(path).select("person_key").distinct()
+        assert before.count() > 0
+        assert before.exceptAll(after).count() == 0 and after.exceptAll(before).count() == 0
+
+
+def test_refresh_is_one_mlflow_run_with_its_parent_and_released_event_counts(refreshed):
+    from mlflow.tracking import MlflowClient
+
+    cfg = refreshed.cfg
+    run = MlflowClient(tracking_uri=cfg.tracking_uri).get_run(refreshed.refresh_run)
+    assert run.info.status == "FINISHED" and run.info.run_name == "refresh"
+    assert run.data.params["parent_run"] == refreshed.first_run
+    assert run.data.metrics["events_joined"] == COPIES  # released: 20 is kept, rounded to 5
+    assert run.data.tags["suppressed.events_merged"] == "under 10"
+    assert f"source.{_council(cfg).name}.version" in run.data.params
