@@ -59,6 +59,7 @@ install-offline:
 	grep -E '^[A-Za-z0-9]' $(BUNDLE)/requirements.lock | sed 's/ *\\$$//' > $(VENV)/offline-pins.txt
 	$(VENV)/bin/pip install --quiet --no-index --find-links $(BUNDLE)/wheels -r $(VENV)/offline-pins.txt
 	$(VENV)/bin/pip install --quiet --no-index --no-deps $(BUNDLE)/wheels/tre_link-*.whl
+	cp $(BUNDLE)/requirements.lock $(VENV)/requirements.lock  # what runs record the SHA-256 of
 	@echo "installed; set spark.jars_dir: $(abspath $(BUNDLE))/jars in the job's config"
 
 clean:

@@ -1,0 +1,1 @@
+"""Ingest: standardise each source's identifiers, profile their quality, remove opt-outs."""

@@ -1,0 +1,1 @@
+"""Link: the deterministic NHS-number pass, blocking, the Fellegi-Sunter model, scoring and clustering."""

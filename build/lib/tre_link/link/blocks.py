@@ -1,0 +1,127 @@
+"""Blocking, sized before any pair is scored: oversized blocks dropped, the total pairs guarded.
+
+One skewed value (a surname a quarter of people share) makes a block whose pairs grow with the
+square of its size and stall a single Spark task. Each predict rule's blocks are sized on the
+records alone (one aggregation per rule) and a key whose block would score more undecided pairs
+than `max_block_comparisons` is dropped from that rule; other rules still reach its records.
+The same aggregation gives the pairs each rule will score, for the guard on the total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from tre_link.link.deterministic import DETERMINISTIC_KEY
+from tre_link.platform.splink_internals import parse_blocking_rule
+
+
+@dataclass(frozen=True)
+class DroppedBlocks:
+    rule: str
+    blocks: int
+    records: int
+
+
+@dataclass
+class BlockingPlan:
+    records: DataFrame  # the input, with a flag column per rule that dropped blocks
+    rules: list[str]  # the rules, each excluding its dropped blocks
+    dropped: list[DroppedBlocks]
+    pairs_per_rule: list[int | None]  # pairs each rule scores on its own; None for a rule with no equi-join
+
+
+def equi_join_keys(rule: str) -> list[str]:
+    """The left-hand key expressions of a rule's equi-join conditions, as Splink parses them."""
+    return [left for left, _ in parse_blocking_rule(rule).equi_joins]
+
+
+def pure_equi_join_keys(rule: str) -> list[str] | None:
+    """A rule's keys when it is nothing but `l.x = r.x` conditions, so the pairs it makes follow
+    from block sizes alone; None for any other rule."""
+    parsed = parse_blocking_rule(rule)
+    conditions = parsed.equi_joins
+    if not conditions or parsed.filters or any(left != right for left, right in conditions):
+        return None
+    return [left for left, _ in conditions]
+
+
+def pairs_in_blocks(records: DataFrame, keys: list[str]) -> DataFrame:
+    """One row, one column `pairs`: the pairs an equi-join on `keys` makes, n(n-1)/2 per block."""
+    n = F.col("_n")
+    return block_sizes(records, keys).agg(F.coalesce(F.sum(n * (n - 1) / 2), F.lit(0)).cast("long").alias("pairs"))
+
+
+def _undecided_pairs(total, undecided):
+    # pairs with at least one undecided record: undecided x decided, plus undecided among themselves
+    return undecided * (total - undecided) + undecided * (undecided - 1) / 2
+
+
+def block_key_names(keys: list[str]) -> list[str]:
+    return [f"_block_key_{j}" for j in range(len(keys))]
+
+
+def block_key_columns(keys: list[str]) -> list[Column]:
+    """A rule's equi-join keys as columns named by `block_key_names`."""
+    return [F.expr(k).alias(name) for k, name in zip(keys, block_key_names(keys))]
+
+
+def block_sizes(records: DataFrame, keys: list[str], undecided: Column | None = None) -> DataFrame:
+    """One row per block of an equi-join rule (rows with a null key never pair): the key columns
+    `_block_key_<j>`, its record count `_n`, and, given an `undecided` flag, `_u` of them undecided."""
+    flags = [] if undecided is None else [undecided.cast("long").alias("_undecided")]
+    counts = [F.count(F.lit(1)).alias("_n")] + ([] if undecided is None else [F.sum("_undecided").alias("_u")])
+    return (
+        records.select(*block_key_columns(keys), *flags)
+        .dropna(subset=block_key_names(keys))
+        .groupBy(*block_key_names(keys))
+        .agg(*counts)
+    )
+
+
+def plan_blocking(records: DataFrame, rules: list[str], max_block_comparisons: int) -> BlockingPlan:
+    """Size every rule's blocks, flag records in oversized blocks and exclude those blocks from their rule."""
+    keys_of = {i: keys for i, rule in enumerate(rules) if (keys := equi_join_keys(rule))}
+    sizes_of = {
+        i: block_sizes(records, keys, undecided=F.col(DETERMINISTIC_KEY).isNull())
+        .withColumn("_pairs", _undecided_pairs(F.col("_n"), F.col("_u")))
+        .withColumn("_oversized", F.col("_pairs") > max_block_comparisons)
+        for i, keys in keys_of.items()
+    }
+    # Every rule's summary in one Spark job: the aggregations run side by side.
+    summaries = [
+        sizes.agg(
+            F.lit(i).alias("rule"),
+            F.count(F.when(F.col("_oversized"), 1)).alias("blocks"),
+            F.sum(F.when(F.col("_oversized"), F.col("_n"))).alias("records"),
+            F.sum(F.when(~F.col("_oversized"), F.col("_pairs"))).alias("pairs"),
+        )
+        for i, sizes in sizes_of.items()
+    ]
+    summary_of = {row["rule"]: row for row in reduce(DataFrame.unionByName, summaries).collect()} if summaries else {}
+
+    flagged, capped, dropped, pairs_per_rule = records, [], [], []
+    for i, rule in enumerate(rules):
+        if i not in keys_of:
+            capped.append(rule)
+            pairs_per_rule.append(None)
+            continue
+        summary = summary_of[i]
+        pairs_per_rule.append(int(summary["pairs"] or 0))
+        if not summary["blocks"]:
+            capped.append(rule)
+            continue
+        flag, key_names = f"_oversized_block_{i}", block_key_names(keys_of[i])
+        marks = F.broadcast(sizes_of[i].where("_oversized").select(*key_names).withColumn(flag, F.lit(True)))
+        flagged = (
+            flagged.select("*", *block_key_columns(keys_of[i]))
+            .join(marks, on=key_names, how="left")
+            .drop(*key_names)
+            .fillna({flag: False})
+        )
+        capped.append(f"({rule}) and not l.{flag}")
+        dropped.append(DroppedBlocks(rule=rule, blocks=int(summary["blocks"]), records=int(summary["records"])))
+    return BlockingPlan(records=flagged, rules=capped, dropped=dropped, pairs_per_rule=pairs_per_rule)

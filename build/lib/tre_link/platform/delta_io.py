@@ -1,0 +1,155 @@
+"""Reading and writing Delta tables: inputs at a recorded version, outputs written atomically, each
+commit carrying which run wrote it, and storage failures turned into errors that name the table."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+
+from tre_link.platform import storage
+from tre_link.platform.errors import ConfigError, InputDataError, ZoneBusy
+
+
+@dataclass(frozen=True)
+class VersionedTable:
+    df: DataFrame
+    path: str
+    version: int
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def version_or_none(spark: SparkSession, path: str) -> int | None:
+    """The table's latest version, or None where there is no Delta table yet."""
+    from delta.tables import DeltaTable
+
+    return latest_version(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
+
+
+# What Spark and Delta say when a table's files are damaged, missing or vacuumed away.
+_UNREADABLE = ("FAILED_READ_FILE", "FILE_NOT_EXIST", "DELTA_FILE_NOT_FOUND", "not a Parquet file",
+               "ChecksumException", "FileNotFoundException", "DELTA_VERSIONS_NOT_CONTIGUOUS")
+
+
+@contextmanager
+def reading(table: str) -> Iterator[None]:
+    """Spark work that reads `table`: a damaged or missing data file becomes an InputDataError
+    naming the table and the file, not a Java stack trace."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - Spark wraps the cause in several exception types
+        text = str(err)
+        reason = next((marker for marker in _UNREADABLE if marker in text), None)
+        if reason is None:
+            raise
+        file = re.search(r"file[: ]+\S*?([^/\s]+\.(?:parquet|json|crc))", text)
+        where = f" ({file.group(1)})" if file else ""
+        raise InputDataError(
+            f"table {table}: a data file cannot be read{where}: {reason}. The extract is damaged or incomplete, "
+            "or the version asked for was vacuumed; supply it again or read a version that still exists"
+        ) from None
+
+
+def read_delta(spark: SparkSession, path: str, version: int | None = None, *, table: str | None = None) -> VersionedTable:
+    """Read a Delta table at `version` (latest when None) and say which version was read."""
+    from delta.tables import DeltaTable
+
+    label = table or path
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise InputDataError(f"table {label}: no Delta table at path {path}")
+    resolved = latest_version(spark, path) if version is None else version
+    try:
+        df = spark.read.format("delta").option("versionAsOf", resolved).load(path)
+    except Exception as err:  # noqa: BLE001 - Spark raises several types for a missing version
+        raise InputDataError(f"table {label}: cannot read version {resolved} of {path}: {type(err).__name__}") from None
+    return VersionedTable(df=df, path=path, version=resolved)
+
+
+def enclosing_table(spark: SparkSession, path: str) -> str | None:
+    """The Delta table a path lies inside, if any (a table written there would be read, and
+    vacuumed, as part of that one)."""
+    local = storage.local_path(path)
+    if local is not None:
+        parents = [str(p) for p in local.resolve().parents]
+    else:
+        parsed = urlparse(path)
+        parents = [f"{parsed.scheme}://{parsed.netloc}{p}" for p in PurePosixPath(parsed.path or "/").parents]
+    return next((p for p in parents if storage.exists(spark, f"{p.rstrip('/')}/_delta_log")), None)
+
+
+def write_delta(df: DataFrame, path: str, *, metadata: dict | None = None,
+                partition_by: list[str] | None = None) -> int:
+    """Overwrite a Delta table in one atomic commit (readers see the old or the new, never half),
+    recording `metadata` (e.g. which run wrote it) in the commit. Refused inside another table."""
+    spark = df.sparkSession
+    if (outer := enclosing_table(spark, path)) is not None:
+        raise ConfigError(f"refusing to write the table {path} inside the Delta table {outer}")
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if metadata:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with _single_writer(path):
+        writer.save(path)
+    return latest_version(spark, path)
+
+
+def write_table(df: DataFrame, path: str, *, metadata: dict | None = None) -> VersionedTable:
+    """`write_delta`, then the table as written: the version committed and a frame reading it."""
+    version = write_delta(df, path, metadata=metadata)
+    written = df.sparkSession.read.format("delta").option("versionAsOf", version).load(path)
+    return VersionedTable(df=written, path=path, version=version)
+
+
+def commit_metadata(spark: SparkSession, path: str, version: int | None = None) -> dict:
+    """The metadata `write_delta` recorded with a commit (the latest by default); {} when none."""
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, path).history()
+    row = (history.where(f"version = {int(version)}") if version is not None else history.limit(1)) \
+        .select("userMetadata").first()
+    text = row["userMetadata"] if row else None
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def restore(spark: SparkSession, path: str, version: int | None) -> None:
+    """Put a table back as it was at `version`, or remove it where it did not exist (None). The
+    restoring commit carries the restored version's metadata (which run wrote the data)."""
+    from delta.tables import DeltaTable
+
+    from tre_link.platform.spark import sql_conf
+
+    if version is None:
+        storage.delete(spark, path)
+        return
+    metadata = commit_metadata(spark, path, version)
+    with sql_conf(spark, {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(metadata, sort_keys=True)}):
+        DeltaTable.forPath(spark, path).restoreToVersion(version)
+
+
+@contextmanager
+def _single_writer(path: str) -> Iterator[None]:
+    """Delta's conflict with another writer becomes ZoneBusy, not a 300-line stack trace."""
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    try:
+        yield
+    except DeltaConcurrentModificationException as err:
+        raise ZoneBusy(
+            f"another run wrote the table {path} at the same time ({type(err).__name__}); "
+            "only one run may write a zone at once: run again when it has finished"
+        ) from None

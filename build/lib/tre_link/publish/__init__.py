@@ -1,0 +1,1 @@
+"""Publish: per-project research datasets under per-project keys, and provider-side pseudonymisation."""

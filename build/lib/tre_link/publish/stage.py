@@ -1,0 +1,88 @@
+"""The publish stage: one project's research dataset from the linkage zone's person index, with
+every person who opted out left out, under the project's own key."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tre_link.ingest.optout import opted_out_persons
+from tre_link.ingest.stage import linkage_key, read_standardised
+from tre_link.link.stage import linked_tables
+from tre_link.platform.config import JobConfig, ProjectConfig
+from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta
+from tre_link.platform.disclosure import release_counts
+from tre_link.platform.errors import SecretKeyError
+from tre_link.platform.secrets import load_key, require_distinct
+from tre_link.publish.projects import publish_project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    opt_outs_version: int | None  # the opt-out list's Delta version applied
+    persons_opted_out: int  # raw counts: `released()` is what may leave the linkage zone
+    records_opted_out: int
+
+    def released(self) -> dict:
+        return {"opt_outs_version": self.opt_outs_version,
+                **release_counts({"persons_opted_out": self.persons_opted_out,
+                                  "records_opted_out": self.records_opted_out})}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    project: str
+    research: VersionedTable  # the project's dataset in the research zone
+    report: PublishReport
+
+
+def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
+    """The project's key, refused if it has the value of any other key this job can read (another
+    project's, or the linkage key): the two datasets' person keys would then join."""
+    keys = {f"project {project.name}": load_key(project.key, purpose=f"project {project.name}")}
+    others = [(f"project {p.name}", p.key) for p in cfg.projects if p.name != project.name]
+    others += [("the linkage key", cfg.linkage_key)] if cfg.linkage_key else []
+    for purpose, source in others:
+        try:
+            keys[purpose] = load_key(source, purpose=purpose)
+        except SecretKeyError:
+            log.debug("%s is not available to this job: not compared", purpose)  # only its own key is needed
+    require_distinct(keys)
+    return keys[f"project {project.name}"]
+
+
+def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishResult:
+    """Write one project's research dataset from the last link, without any opted-out person."""
+    project = cfg.project(project_name)
+    key = project_key(cfg, project)
+    _, person_index = linked_tables(spark, cfg)
+    standardised = read_standardised(spark, cfg)
+    index, report = _without_opted_out(spark, cfg, person_index.df, standardised)
+    research = publish_project(
+        person_index=index,
+        standardised=standardised,
+        project=project,
+        project_key=key,
+        output=cfg.output,
+        metadata={"link_run": commit_metadata(spark, person_index.path, person_index.version).get("link_run"),
+                  "opt_outs_version": report.opt_outs_version},
+    )
+    return PublishResult(project=project.name, research=research, report=report)
+
+
+def _without_opted_out(spark: SparkSession, cfg: JobConfig, person_index: DataFrame,
+                       standardised: DataFrame) -> tuple[DataFrame, PublishReport]:
+    """The person index without every record of every person who opted out (by any record)."""
+    if not cfg.opt_outs:
+        return person_index, PublishReport(opt_outs_version=None, persons_opted_out=0, records_opted_out=0)
+    opt_outs = read_delta(spark, cfg.opt_outs, cfg.opt_outs_version, table="opt_outs")
+    persons = opted_out_persons(person_index, standardised, opt_outs.df, linkage_key=linkage_key(cfg)).localCheckpoint()
+    removed = person_index.join(F.broadcast(persons), "person_id", "left_semi")
+    report = PublishReport(opt_outs_version=opt_outs.version, persons_opted_out=persons.count(),
+                           records_opted_out=removed.count())
+    return person_index.join(F.broadcast(persons), "person_id", "left_anti"), report
