@@ -45,7 +45,7 @@ lock:
 bundle: $(INSTALLED)
 	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/wheels
 	$(VENV)/bin/pip wheel --quiet --require-hashes --wheel-dir $(BUNDLE)/wheels -r $(LOCK)
-	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels .
+	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels . && rm -rf build
 	$(VENV)/bin/python -m tre_link.platform.bundle_jars $(BUNDLE)/jars
 	cp $(LOCK) $(BUNDLE)/requirements.lock
 	cd $(BUNDLE) && find wheels jars requirements.lock -type f | sort | xargs sha256sum > SHA256SUMS

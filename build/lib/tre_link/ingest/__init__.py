@@ -1,1 +1,0 @@
-"""Ingest: standardise each source's identifiers, profile their quality, remove opt-outs."""

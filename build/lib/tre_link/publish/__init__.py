@@ -1,1 +1,0 @@
-"""Publish: per-project research datasets under per-project keys, and provider-side pseudonymisation."""
