@@ -45,7 +45,7 @@ lock:
 bundle: $(INSTALLED)
 	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/wheels
 	$(VENV)/bin/pip wheel --quiet --require-hashes --wheel-dir $(BUNDLE)/wheels -r $(LOCK)
-	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels .
+	$(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(BUNDLE)/wheels . && rm -rf build
 	$(VENV)/bin/python -m tre_link.platform.bundle_jars $(BUNDLE)/jars
 	cp $(LOCK) $(BUNDLE)/requirements.lock
 	cd $(BUNDLE) && find wheels jars requirements.lock -type f | sort | xargs sha256sum > SHA256SUMS
@@ -59,6 +59,7 @@ install-offline:
 	grep -E '^[A-Za-z0-9]' $(BUNDLE)/requirements.lock | sed 's/ *\\$$//' > $(VENV)/offline-pins.txt
 	$(VENV)/bin/pip install --quiet --no-index --find-links $(BUNDLE)/wheels -r $(VENV)/offline-pins.txt
 	$(VENV)/bin/pip install --quiet --no-index --no-deps $(BUNDLE)/wheels/tre_link-*.whl
+	cp $(BUNDLE)/requirements.lock $(VENV)/requirements.lock  # what runs record the SHA-256 of
 	@echo "installed; set spark.jars_dir: $(abspath $(BUNDLE))/jars in the job's config"
 
 clean:

@@ -600,7 +600,7 @@ def _run(args) -> dict:
         rec.close()
 
         sources = tre["standardised"].report.sources
-        per_source = {name: info.records for name, info in sources.items()}
+        per_source = {name: info.records for name, info in sources.items()}  # opt-outs take part in linkage (issue 16)
         tre_total = engines["tre_link"]["total_seconds"]
         duck_total = engines["duckdb"]["total_seconds"] if duck else None
         spark_result = engines.get("spark", {})

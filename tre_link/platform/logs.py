@@ -21,6 +21,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 TERMINAL_FORMAT = "%(asctime)s %(message)s"
 _STARTED = time.strftime("%Y%m%d-%H%M%S")
+_previous_levels: list[int] = []  # the root logger's level before each `configure`
 # Loggers whose records reach the terminal only through `LibraryWarnings` (as one plain sentence each).
 LIBRARIES = ("py4j", "splink", "mlflow", "urllib3", "matplotlib", "py.warnings", "pyspark", "delta")
 
@@ -62,6 +63,7 @@ def configure(verbosity: int = 0, log_dir: str | None = None) -> list[logging.Ha
     """The terminal handler (stderr; -q: warnings only, -v: debug) and, with `log_dir`, the log file
     (every level of every logger). Returns the handlers added, for `unconfigure`."""
     root = logging.getLogger()
+    _previous_levels.append(root.level)
     root.setLevel(logging.DEBUG)
     terminal = _Terminal(sys.stderr)
     terminal.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
@@ -101,6 +103,8 @@ def unconfigure(handlers: list[logging.Handler]) -> None:
     for handler in handlers:
         root.removeHandler(handler)
         handler.close()
+    if handlers and _previous_levels:
+        root.setLevel(_previous_levels.pop())
     logging.captureWarnings(False)
 
 

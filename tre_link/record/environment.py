@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import re
+import sys
 from pathlib import Path
 
 # The packages whose versions decide a run's outputs (recorded as params `version.<name>`).
@@ -52,13 +53,13 @@ def locked_versions(lock: Path) -> dict[str, str]:
 
 
 def lock_file(root: Path | None = None) -> Path | None:
-    """The lock file this environment was installed from: of the repository's lock files, the one
-    whose pins the installed packages match (None when tre-link runs outside its repository, or
-    nothing matches: an install that did not come from a lock)."""
+    """The lock file this environment was installed from: of the repository's lock files (or the
+    one `make install-offline` copies into the virtual environment), the one whose pins the
+    installed packages match; None when nothing matches (an install that did not come from a lock)."""
     root = root or Path(__file__).resolve().parents[2]
     installed = all_installed()
-    for name in LOCK_FILES:
-        path = root / name
+    candidates = [root / name for name in LOCK_FILES] + [Path(sys.prefix) / "requirements.lock"]
+    for path in candidates:
         if path.is_file():
             pins = locked_versions(path)
             if all(installed.get(pkg) == ver for pkg, ver in pins.items() if pkg in {"pyspark", "delta-spark"}):
