@@ -77,10 +77,11 @@ def refreshed(spark, tmp_path_factory) -> Refreshed:
     council = _council(cfg)
     id_column = council.columns.record_id
     source = spark.read.format("delta").load(council.path)
-    # Copies of records with a valid NHS number, so linkage surely puts each with its original (a
-    # copy of a record no blocking rule reaches would be a new person: linkage, not IDs).
+    # Copies of records with every compared field present, so linkage surely puts each with its
+    # original (a copy of a record no blocking rule reaches would be a new person: linkage, not IDs).
     valid = spark.read.format("delta").load(cfg.output.standardised_table("council")) \
-        .where("nhs_number_status = 'valid' and dob is not null").select(F.col("record_id").alias(id_column))
+        .where("given_name is not null and family_name is not null and dob is not null and postcode is not null") \
+        .select(F.col("record_id").alias(id_column))
     copies = (source.join(valid, id_column, "left_semi").orderBy(id_column).limit(COPIES)
               .withColumn(id_column, F.concat(F.lit("0-"), F.col(id_column))))
     copies.write.format("delta").mode("append").save(council.path)
@@ -125,7 +126,7 @@ def test_killed_link_rerun_records_each_join_once_under_the_run_that_finished(sp
     second = events.where("generation = 2").collect()
     assert {r.event for r in second} == {"joined"}, "copies only join persons: no merge, split or new"
     assert sum(r.record_count for r in second) == COPIES
-    assert all(r.person_before == r.person_after for r in second)
+    assert all(r.person_before is None and r.person_after is not None for r in second), "a join names its person"
     assert {r.run for r in second} == {refreshed.refresh_run}, "the killed link's events were replaced"
     assert events.where("generation > 2").count() == 0
 
@@ -164,3 +165,20 @@ def test_refresh_is_one_mlflow_run_with_its_parent_and_released_event_counts(ref
     assert run.data.metrics["events_joined"] == COPIES  # released: 20 is kept, rounded to 5
     assert run.data.tags["suppressed.events_merged"] == "under 10"
     assert f"source.{_council(cfg).name}.version" in run.data.params
+
+
+def test_refresh_refuses_a_model_other_than_the_index_was_built_with_unless_named(spark, refreshed, tmp_path):
+    import json
+
+    from tre_link.platform.errors import ConfigError
+
+    cfg = refreshed.cfg
+    model = json.loads(open(cfg.output.model_json).read())
+    model["probability_two_random_records_match"] /= 2
+    other = tmp_path / "other_model.json"
+    other.write_text(json.dumps(model))
+    versions = {t: delta_io.latest_version(spark, t) for t in (cfg.output.person_index_table, cfg.output.links_table)}
+    configured = cfg.model_copy(update={"linkage": cfg.linkage.model_copy(update={"model": str(other)})})
+    with pytest.raises(ConfigError, match="built with another model"):
+        TreLink(spark, configured).refresh()
+    assert {t: delta_io.latest_version(spark, t) for t in versions} == versions, "nothing was written"

@@ -39,7 +39,7 @@ from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
 from tre_link.platform import logs
-from tre_link.platform.delta_io import commit_metadata, read_delta
+from tre_link.platform.delta_io import read_delta
 from tre_link.platform.errors import ConfigError
 from tre_link.platform.progress import Progress
 from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
@@ -269,7 +269,9 @@ class TreLink:
                     "quality_profile": standardised.quality_profile.path,
                     "links": linked.links.path,
                     "person_index": linked.person_index.path,
+                    "person_events": linked.person_events.path if linked.person_events else None,
                     "research": {name: p.research.path for name, p in published.items()},
+                    "key_events": {name: p.key_events.path for name, p in published.items() if p.key_events},
                 },
                 "model_json": model_json,
                 "mlflow": {"tracking_uri": cfg.tracking_uri, "experiment": cfg.mlflow.experiment,
@@ -303,12 +305,18 @@ class TreLink:
         The model: `model` (a Splink JSON path or models:/NAME@ALIAS), else `linkage.model`, else
         the registered model's `approved` version, else the model `train()` saved in the zone."""
         cfg, spark = self.config, self.spark
+        chosen = model
         model = self._refresh_model(model)
         model_json = registry.resolve_model(model, cfg.tracking_uri)
+        base = link_stage.link_base(spark, cfg)
+        used = link_stage.model_sha256(model_json)
+        if chosen is None and base.model_sha256 and used != base.model_sha256:
+            raise ConfigError(f"refresh: the person index was built with another model than {model}; "
+                              "give --model to link with it anyway (its changes to persons become events), or "
+                              "the model the index was built with")
         with self._holding_zone("refresh"), tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
-            base = link_stage.link_base(spark, cfg)
-            parent = commit_metadata(spark, cfg.output.links_table).get("link_run") \
-                if base.person_index is not None else None
+            base = link_stage.link_base(spark, cfg)  # again, now the zone is held
+            parent = base.run if base.person_index is not None else None
             tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
                                 "parent_run": parent or "", "base_generation": base.generation})
             if parent:

@@ -10,10 +10,12 @@ the same base index and generation, and ends as one clean link would (`link_base
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -88,6 +90,8 @@ class LinkBase:
 
     person_index: VersionedTable | None  # None for the first link in a zone
     generation: int  # the last finished link's (0 before any)
+    model_sha256: str | None = None  # of the model the last finished link used, where recorded
+    run: str | None = None  # the last finished link's run
 
 
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
@@ -105,7 +109,7 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
     base = link_base(spark, cfg)
     generation = base.generation + 1
     prepared = prepare_records(read_standardised(spark, cfg))
-    metadata = {"link_run": run, "generation": generation}
+    metadata = {"link_run": run, "generation": generation, "model_sha256": model_sha256(model_json)}
     with link_records(prepared, cfg.linkage, model_json) as outputs:
         previous = base.person_index.df if base.person_index else None
         # Materialised once: the diff, the MERGE and the events all read it, and none may cluster again.
@@ -144,6 +148,14 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
                       scored_pairs=scored, person_events=events_table, generation=generation)
 
 
+def model_sha256(model_json: str) -> str | None:
+    """The SHA-256 of a model's Splink JSON (recorded with a link's commits; None where unreadable)."""
+    try:
+        return hashlib.sha256(Path(model_json).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def person_id_key(cfg: JobConfig) -> bytes:
     """The key new person IDs are made under: `person_id_key`, else a random one for this link
     only (its new IDs are then random, and `reproduce` cannot issue them again)."""
@@ -164,10 +176,12 @@ def link_base(spark: SparkSession, cfg: JobConfig) -> LinkBase:
     finished = commit_metadata(spark, links)
     if "person_index_version" in finished:
         return LinkBase(person_index=read_delta(spark, index, finished["person_index_version"], table="person_index"),
-                        generation=int(finished.get("generation") or 0))
+                        generation=int(finished.get("generation") or 0), model_sha256=finished.get("model_sha256"),
+                        run=finished.get("link_run"))
     if version_or_none(spark, index) is not None and \
             commit_metadata(spark, index).get("link_run") == finished.get("link_run"):
-        return LinkBase(person_index=read_delta(spark, index, table="person_index"), generation=0)
+        return LinkBase(person_index=read_delta(spark, index, table="person_index"), generation=0,
+                        run=finished.get("link_run"))
     return LinkBase(person_index=None, generation=0)
 
 
