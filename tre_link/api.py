@@ -139,10 +139,13 @@ class TreLink:
                 for name, released in standardised.report.released().items():
                     tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
                 tracker.log_quality_warnings(standardised.report.warnings)
+            trained = None
             if model_json is None:
                 with tracker.stage("train"):
-                    model_json = self.train().model_json
+                    trained = self.train()
+                    model_json = trained.model_json
                     tracker.log_model(model_json, report.ModelParameters.from_json(model_json))
+                    tracker.log_guard_rails(list(trained.untrained_levels), list(trained.floored_levels))
             else:
                 tracker.log_model_used(configured_model, model_json, report.ModelParameters.from_json(model_json))
             with tracker.stage("link"):
@@ -176,6 +179,8 @@ class TreLink:
                     "research": {name: p.research.path for name, p in published.items()},
                 },
                 "model_json": model_json,
+                "model_guard_rails": {"untrained_levels": list(trained.untrained_levels),
+                                      "floored_levels": list(trained.floored_levels)} if trained else None,
                 "mlflow": {"tracking_uri": cfg.tracking_uri, "experiment": cfg.mlflow.experiment,
                            "run_id": tracker.run_id},
                 "sources": standardised.report.released(),

@@ -54,10 +54,13 @@ class LinkOutputs:
 _LINKAGE_SQL_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000"}
 
 
-def train_model(records: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
-    """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON."""
+def train_model(records: DataFrame, linkage: LinkageConfig, seed: int,
+                model_path: str) -> tuple[str, probabilistic.GuardRails]:
+    """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON;
+    returns its path and what the guard rails after training found."""
     with sql_conf(records.sparkSession, _LINKAGE_SQL_CONF):
-        return probabilistic.save_model(probabilistic.train(records, linkage, seed), model_path)
+        model, rails = probabilistic.train(records, linkage, seed)
+        return probabilistic.save_model(model, model_path), rails
 
 
 # What linking reads of each prepared record beyond the model's and the rules' columns.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from functools import reduce
 from itertools import combinations
 from pathlib import Path
@@ -262,8 +263,41 @@ def _pairs_per_rule(records: RegisteredRecords, rule: str) -> int:
     return int(pairs_in_blocks(records.df, keys).first()["pairs"])
 
 
-def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> Model:
-    """A new model trained on the records: prior, then u by sampling, then m by EM per rule."""
+@dataclass
+class GuardRails:
+    """What the checks after training found: comparison levels only, never records."""
+
+    untrained_levels: list[str] = field(default_factory=list)  # "comparison: label (m not trained)"
+    floored_levels: list[str] = field(default_factory=list)  # "comparison: label: weight -41.5 -> -10.0"
+
+
+def apply_guard_rails(model: Model, linkage: LinkageConfig) -> GuardRails:
+    """List the levels training could not estimate (logged as warnings), and raise every level's m
+    so that its match weight log2(m/u) is at least `linkage.weight_floor`, except in comparisons
+    marked decisive: one miscoded field may lower a pair's score, not veto it."""
+    rails = GuardRails()
+    decisive = {c.field for c in linkage.comparisons if c.decisive}
+    for level in splink.level_parameters(model):
+        missing = [name for name, trained in (("m", level.m_trained), ("u", level.u_trained)) if not trained]
+        if missing:
+            rails.untrained_levels.append(f"{level.comparison}: {level.label} ({' and '.join(missing)} not trained)")
+            log.warning("comparison level not trained (EM or sampling never saw it): %s: %s (%s)",
+                        level.comparison, level.label, ", ".join(missing))
+        floor = linkage.weight_floor
+        if floor is None or level.comparison in decisive or not level.m or not level.u:
+            continue
+        weight = math.log2(level.m / level.u)
+        if weight < floor:
+            splink.set_m_probability(model, level.comparison, level.level, min(1.0, level.u * 2.0 ** floor))
+            rails.floored_levels.append(f"{level.comparison}: {level.label}: weight {weight:.1f} -> {floor:.1f}")
+            log.info("match weight of %s: %s raised from %.1f to the floor %.1f",
+                     level.comparison, level.label, weight, floor)
+    return rails
+
+
+def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> tuple[Model, GuardRails]:
+    """A new model trained on the records: prior, then u by sampling, then m by EM per rule, then
+    the guard rails (`apply_guard_rails`)."""
     model = new_model(linkage)
     with register_records(records, model, PRIOR_RULES + list(linkage.blocking_rules_training)) as registered:
         record_count = registered.df.count()
@@ -273,7 +307,7 @@ def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> Model:
         for number, rule in enumerate(rules, start=1):
             estimate_m(registered, model, rule, linkage.em_max_pairs, seed)
             log.info("EM done for training rule %d of %d", number, len(rules))
-    return model
+    return model, apply_guard_rails(model, linkage)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from tre_link.platform.disclosure import release_count, release_counts
 @dataclass(frozen=True)
 class TrainResult:
     model_json: str  # the trained model, Splink JSON in the linkage zone
+    untrained_levels: tuple[str, ...] = ()  # comparison levels training never saw (labels only)
+    floored_levels: tuple[str, ...] = ()  # levels whose weight was raised to linkage.weight_floor
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class LinkResult:
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
     # Training reads no deterministic key: only the records with their unique_id.
     records = with_unique_id(read_standardised(spark, cfg))
-    return TrainResult(model_json=train_model(records, cfg.linkage, cfg.seed, cfg.output.model_json))
+    model_json, rails = train_model(records, cfg.linkage, cfg.seed, cfg.output.model_json)
+    return TrainResult(model_json=model_json, untrained_levels=tuple(rails.untrained_levels),
+                       floored_levels=tuple(rails.floored_levels))
 
 
 def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, run: str | None = None) -> LinkResult:
