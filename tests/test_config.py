@@ -158,3 +158,19 @@ def test_a_project_may_not_publish_an_identifier_field(tmp_path):
         raw["projects"][0]["columns"].append("gp_ref")
     with pytest.raises(ConfigError, match=r"\['gp_ref'\] are identifiers and cannot be published"):
         load_config(_write(tmp_path, mutate))
+
+
+@pytest.mark.parametrize("name", ["demo", "febrl3", "febrl4", "altsynth"])
+def test_shipped_configs_load_with_a_weight_floor(name):
+    cfg = load_config(DEMO_CONFIG.parent / f"{name}.yaml")
+    assert cfg.linkage.weight_floor == -10
+    assert not any(c.decisive for c in cfg.linkage.comparisons)
+
+
+def test_febrl_configs_compare_address_suburb_and_social_security_id():
+    cfg = load_config(DEMO_CONFIG.parent / "febrl4.yaml")
+    assert {c.field: c.preset for c in cfg.linkage.comparisons} == {
+        "given_name": "name", "family_name": "name", "dob": "date", "soc_sec_id": "id", "address": "address",
+        "suburb": "name", "postcode": "postcode_plain"}
+    assert all(s.postcode_form == "plain" and s.columns.nhs_number is None and s.columns.sex is None
+               for s in cfg.sources)
