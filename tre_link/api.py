@@ -117,7 +117,7 @@ class TreLink:
             person_index=linked.person_index.df,
             standardised=read_standardised(self.spark, cfg),
             released_histogram=linked.report.released_histogram(),
-            threshold_match_probability=cfg.linkage.threshold_match_probability,
+            threshold_match_probability=linked.threshold,
             age_reference_date=cfg.report.age_reference_date,
         )
 
@@ -151,6 +151,8 @@ class TreLink:
             with tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
                 tracker.log_released(linked.report.released())
+                tracker.log_params({"threshold_match_probability_used": linked.threshold})
+                tracker.log_json(list(linked.expected_curve), "report/expected_threshold_curve.json")
                 tracker.log_checksums(report.output_checksums(
                     {"links": linked.links.df, "person_index": linked.person_index.df}))
                 tracker.log_linkage_report(self.linkage_report(linked))
@@ -186,6 +188,7 @@ class TreLink:
                 "sources": standardised.report.released(),
                 "quality_warnings": standardised.report.warnings,
                 "linkage": linked.report.released(),
+                "threshold_match_probability": linked.threshold,
                 "published": {name: p.report.released() for name, p in published.items()},
                 "accuracy": accuracy.released() if accuracy else None,
                 "wall_seconds": tracker.seconds,

@@ -45,6 +45,8 @@ class LinkOutputs:
     estimated_comparisons: int
     dropped_blocks: list[DroppedBlocks]
     nhs_dob_conflicts: int  # records whose valid NHS number came with a disagreeing DOB
+    threshold: float  # the match probability links were made at (chosen when the config says auto)
+    expected_curve: list[dict]  # expected precision/recall/F1 per threshold, from the model's probabilities
 
 
 # Splink's comparison SQL (long CASE expressions over every level) fuses into whole-stage code
@@ -102,8 +104,16 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
             scored = probabilistic.score(
                 registered, model, plan.rules, undecided_if_null=DETERMINISTIC_KEY
             ).localCheckpoint(eager=True)
+            threshold = linkage.threshold_match_probability
+            if threshold == "auto":
+                choice = probabilistic.choose_threshold(scored, linkage.auto_threshold_min_precision)
+                threshold, curve = choice.threshold, choice.curve
+                log.info("threshold_match_probability auto: chose %s (best expected F1 with expected precision "
+                         "at least %s)", threshold, linkage.auto_threshold_min_precision)
+            else:
+                curve = probabilistic.expected_curve(scored)
             probabilistic_links = scored.where(
-                F.col("match_probability") >= linkage.threshold_match_probability
+                F.col("match_probability") >= threshold
             ).withColumn("link_method", F.lit("probabilistic"))
             # Materialised once: the deterministic edges and clustering both read the groups.
             groups = deterministic_groups(registered.df).localCheckpoint(eager=True)
@@ -115,6 +125,8 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
                 estimated_comparisons=estimated,
                 dropped_blocks=plan.dropped,
                 nhs_dob_conflicts=registered.df.where("nhs_dob_conflict").count(),
+                threshold=threshold,
+                expected_curve=curve,
             )
         finally:
             registered.close()

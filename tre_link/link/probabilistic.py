@@ -330,6 +330,44 @@ def score(records: RegisteredRecords, model: Model, rules: list[str], *,
     )
 
 
+# Thresholds `choose_threshold` considers.
+THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    threshold: float
+    curve: list[dict]  # per grid threshold: expected precision, recall and F1 (model-based, no truth)
+
+
+def expected_curve(scored: DataFrame, grid: tuple[float, ...] = THRESHOLD_GRID) -> list[dict]:
+    """Expected precision, recall and F1 of linking the scored pairs at each threshold, taking each
+    pair's match probability as the chance it is a true match: one aggregation, sums only."""
+    p = F.col("match_probability")
+    aggs = [F.coalesce(F.sum(p), F.lit(0.0)).alias("total")]
+    for i, t in enumerate(grid):
+        aggs += [F.coalesce(F.sum(F.when(p >= t, p)), F.lit(0.0)).alias(f"tp_{i}"),
+                 F.count(F.when(p >= t, 1)).alias(f"n_{i}")]
+    row = scored.agg(*aggs).first()
+    curve = []
+    for i, t in enumerate(grid):
+        tp, n, total = row[f"tp_{i}"], row[f"n_{i}"], row["total"]
+        precision = tp / n if n else 1.0
+        recall = tp / total if total else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        curve.append({"threshold": t, "expected_precision": precision, "expected_recall": recall, "expected_f1": f1})
+    return curve
+
+
+def choose_threshold(scored: DataFrame, min_precision: float) -> ThresholdChoice:
+    """The grid threshold with the best expected F1 among those whose expected precision reaches
+    `min_precision` (the highest threshold when none does); ties go to the higher threshold."""
+    curve = expected_curve(scored)
+    eligible = [c for c in curve if c["expected_precision"] >= min_precision] or [curve[-1]]
+    best = max(eligible, key=lambda c: (c["expected_f1"], c["threshold"]))
+    return ThresholdChoice(threshold=best["threshold"], curve=curve)
+
+
 def match_weight_histogram(predictions: DataFrame, bin_width: float = 1.0) -> DataFrame:
     """Counts of scored pairs per match-weight bin (aggregates only; no record-level values)."""
     return (

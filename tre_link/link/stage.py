@@ -57,6 +57,8 @@ class LinkResult:
     person_index: VersionedTable
     model_json: str  # the model the records were linked with
     report: LinkReport
+    threshold: float = 0.95  # the match probability links were made at (chosen when the config says auto)
+    expected_curve: tuple[dict, ...] = ()  # expected precision/recall/F1 per threshold (model-based)
 
 
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
@@ -94,7 +96,8 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         persons=person_index.df.select("person_id").distinct().count(),
         match_weight_histogram=histogram,
     )
-    return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report)
+    return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
+                      threshold=outputs.threshold, expected_curve=tuple(outputs.expected_curve))
 
 
 def linked_tables(spark: SparkSession, cfg: JobConfig) -> tuple[VersionedTable, VersionedTable]:

@@ -309,7 +309,10 @@ class LinkageConfig(_Strict):
     nhs_number_form: Literal["plain", "token"] = "plain"
     blocking_rules_training: list[str] = Field(min_length=2)
     blocking_rules_predict: list[str] = Field(min_length=1)
-    threshold_match_probability: float = Field(0.95, gt=0, lt=1)
+    threshold_match_probability: float | Literal["auto"] = Field(
+        0.95, description="A probability, or auto: the threshold with the best expected F1 (from the model's own "
+        "match probabilities of the scored pairs) whose expected precision is at least auto_threshold_min_precision.")
+    auto_threshold_min_precision: float = Field(0.999, gt=0, lt=1)
     max_comparisons: float = Field(2e8, gt=0, description="Refuse blocking that would exceed this count.")
     max_block_comparisons: int = Field(
         5_000_000, ge=1, description="A blocking key whose block would score more pairs than this is dropped from that rule."
@@ -326,6 +329,13 @@ class LinkageConfig(_Strict):
     weight_floor: float | None = Field(
         -10.0, lt=0, description="After training, no level's match weight is below this (m is raised until "
         "log2(m/u) reaches it) unless its comparison is decisive; null turns the floor off.")
+
+    @field_validator("threshold_match_probability")
+    @classmethod
+    def _probability(cls, threshold):
+        if threshold != "auto" and not 0 < threshold < 1:
+            raise ValueError("a probability between 0 and 1 (exclusive), or auto")
+        return threshold
 
     @field_validator("comparisons")
     @classmethod
