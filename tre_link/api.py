@@ -28,6 +28,8 @@ from pyspark.sql import SparkSession
 from tre_link.ingest import stage as ingest
 from tre_link.ingest.stage import StandardiseResult, read_standardised
 from tre_link.link import stage as link_stage
+from tre_link.link.blocking_report import BlockingReport, blocking_report
+from tre_link.link.engine import prepare_records
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
@@ -108,6 +110,14 @@ class TreLink:
         person_index = read_delta(self.spark, self.config.output.person_index_table, table="person_index").df
         truth = read_delta(self.spark, self.config.truth_path, table="truth").df
         return evaluate_person_index(person_index, truth)
+
+    def blocking_report(self) -> BlockingReport:
+        """What each predict rule adds to the pairs scored, cumulatively, with its largest blocks;
+        with the configured truth table, the share of true pairs the rules reach (with the
+        deterministic pass). Reads the standardised records; counts only."""
+        truth = read_delta(self.spark, self.config.truth_path, table="truth").df if self.config.truth_path else None
+        prepared = prepare_records(read_standardised(self.spark, self.config))
+        return blocking_report(prepared, self.config.linkage, truth)
 
     def linkage_report(self, linked: LinkResult) -> report.LinkageReport:
         """The released figures of a linkage: data quality, match weights, subgroup match rates."""

@@ -89,6 +89,10 @@ def _cmd_link(args, cfg: JobConfig) -> int:
     return _print_json(report)
 
 
+def _cmd_blocking_report(args, cfg: JobConfig) -> int:
+    return _print_json(_linker(args, cfg).blocking_report().released())
+
+
 def _cmd_publish(args, cfg: JobConfig) -> int:
     return _print_json({"research_dataset": _linker(args, cfg).publish(args.project).research.path})
 
@@ -154,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", _cmd_train, "train the Fellegi-Sunter model")
     p = add("link", _cmd_link, "deterministic pass, probabilistic pass, clustering")
     p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (overrides linkage.model)")
+    add("blocking-report", _cmd_blocking_report,
+        "pairs each predict rule adds (cumulative), largest blocks, and with a truth table the share of true pairs reached")
     p = add("publish", _cmd_publish, "write one project's research dataset")
     p.add_argument("--project", required=True)
     p = add("run", _cmd_run, "every stage after synth, as one MLflow run")
