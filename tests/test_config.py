@@ -174,3 +174,10 @@ def test_febrl_configs_compare_address_suburb_and_social_security_id():
         "suburb": "name", "postcode": "postcode_plain"}
     assert all(s.postcode_form == "plain" and s.columns.nhs_number is None and s.columns.sex is None
                for s in cfg.sources)
+
+
+def test_term_frequency_on_custom_levels_is_refused(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["linkage"].update(comparisons=[
+        {"field": "dob", "term_frequency": True, "levels": [{"sql": "dob_l = dob_r", "label": "same"}]}]))
+    with pytest.raises(ConfigError, match="term_frequency applies to a preset"):
+        load_config(path)

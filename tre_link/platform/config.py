@@ -283,6 +283,9 @@ class ComparisonConfig(_Strict):
     def _preset_or_levels(self) -> ComparisonConfig:
         if (self.preset is None) == (self.levels is None):
             raise ValueError(f"comparison on {self.field}: give either a preset or levels")
+        if self.levels is not None and self.term_frequency:
+            raise ValueError(f"comparison on {self.field}: term_frequency applies to a preset's exact-match level; "
+                             "custom levels have none")
         wanted = PRESET_FIELDS.get(self.preset or "")
         if wanted and self.field != wanted:
             raise ValueError(f"preset {self.preset} compares {wanted} only, not {self.field}")
