@@ -25,6 +25,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--threshold", help="override linkage.threshold_match_probability (a probability or auto)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="link again with the model and standardised records an earlier run left in the linkage zone")
     args = parser.parse_args(argv)
 
     from tre_link import TreLink, load_config
@@ -40,12 +42,17 @@ def main(argv=None) -> dict:
         try:
             tl = TreLink(spark, cfg, config_path=args.config)
             seconds = {}
-            start = time.perf_counter()
-            tl.standardise()
-            seconds["standardise"] = round(time.perf_counter() - start, 3)
-            start = time.perf_counter()
-            trained = tl.train()
-            seconds["train"] = round(time.perf_counter() - start, 3)
+            if args.reuse:
+                from tre_link.link.stage import TrainResult
+
+                trained = TrainResult(model_json=cfg.output.model_json)
+            else:
+                start = time.perf_counter()
+                tl.standardise()
+                seconds["standardise"] = round(time.perf_counter() - start, 3)
+                start = time.perf_counter()
+                trained = tl.train()
+                seconds["train"] = round(time.perf_counter() - start, 3)
             start = time.perf_counter()
             linked = tl.link(trained.model_json)
             seconds["link"] = round(time.perf_counter() - start, 3)
