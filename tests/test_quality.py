@@ -13,20 +13,21 @@ from tre_link.ingest.standardise import union_sources
 STD_SCHEMA = (
     "source string, record_id string, nhs_number string, nhs_number_status string, given_name string, "
     "family_name string, dob date, sex string, postcode string, "
-    "dob_raw_present boolean, sex_raw_present boolean, postcode_raw_present boolean"
+    "dob_raw_present boolean, sex_raw_present boolean, postcode_raw_present boolean, "
+    "address string, uprn string, uprn_raw_present boolean"
 )
 D = dt.date(1980, 1, 1)
 
 ROWS = [
-    # source, id, nhs, status, given, family, dob, sex, postcode, dob_raw, sex_raw, pc_raw
-    ("gp", "1", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True),
-    ("gp", "2", None, "bad_checksum", "ANN", "SMITH", None, None, None, True, True, True),
-    ("gp", "3", None, "missing", None, "JONES", None, None, None, False, False, False),
-    ("gp", "4", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True),
-    ("hes", "a", "ab" * 32, "token", "BOB", None, D, "M", None, True, True, True),
-    ("hes", "a", None, "bad_format", "BOB", None, D, "M", None, True, True, True),
-    ("hes", "b", None, "missing", None, None, None, None, None, False, False, False),
-    ("hes", "c", None, "missing", None, None, None, None, None, False, False, False),
+    # source, id, nhs, status, given, family, dob, sex, postcode, dob_raw, sex_raw, pc_raw, address, uprn, uprn_raw
+    ("gp", "1", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True, "1 ELM RD", "000000012345", True),
+    ("gp", "2", None, "bad_checksum", "ANN", "SMITH", None, None, None, True, True, True, None, None, True),  # bad UPRN
+    ("gp", "3", None, "missing", None, "JONES", None, None, None, False, False, False, None, None, False),
+    ("gp", "4", "4010232137", "valid", "ANN", "SMITH", D, "F", "LS1 4AB", True, True, True, "1 ELM RD", "000000012345", True),
+    ("hes", "a", "ab" * 32, "token", "BOB", None, D, "M", None, True, True, True, None, None, False),
+    ("hes", "a", None, "bad_format", "BOB", None, D, "M", None, True, True, True, None, None, False),
+    ("hes", "b", None, "missing", None, None, None, None, None, False, False, False, None, None, False),
+    ("hes", "c", None, "missing", None, None, None, None, None, False, False, False, None, None, False),
 ]
 
 PROFILE_SCHEMA = T.StructType(
@@ -53,18 +54,22 @@ def test_quality_profile(spark):
     got = _aggregated_profile(spark, std).orderBy("source", "field")
     expected = spark.createDataFrame(
         [
+            ("gp", "address", 4, 2, 2, 0.5, 1.0),
             ("gp", "dob", 4, 3, 2, 0.75, 2 / 3),
             ("gp", "family_name", 4, 4, 4, 1.0, 1.0),
             ("gp", "given_name", 4, 3, 3, 0.75, 1.0),
             ("gp", "nhs_number", 4, 3, 2, 0.75, 2 / 3),
             ("gp", "postcode", 4, 3, 2, 0.75, 2 / 3),
             ("gp", "sex", 4, 3, 2, 0.75, 2 / 3),
+            ("gp", "uprn", 4, 3, 2, 0.75, 2 / 3),  # the invalid UPRN is present, not valid
+            ("hes", "address", 4, 0, 0, 0.0, None),
             ("hes", "dob", 4, 2, 2, 0.5, 1.0),
             ("hes", "family_name", 4, 0, 0, 0.0, None),
             ("hes", "given_name", 4, 2, 2, 0.5, 1.0),
             ("hes", "nhs_number", 4, 2, 1, 0.5, 0.5),
             ("hes", "postcode", 4, 2, 0, 0.5, 0.0),
             ("hes", "sex", 4, 2, 2, 0.5, 1.0),
+            ("hes", "uprn", 4, 0, 0, 0.0, None),
         ],
         PROFILE_SCHEMA,
     )

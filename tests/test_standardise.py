@@ -15,10 +15,14 @@ from tre_link.platform.errors import InputDataError
 from tre_link.ingest.nhs_number import nhs_number_status
 from tre_link.ingest.standardise import (
     OUTPUT_COLUMNS,
+    address_lines,
     check_source_columns,
     check_standardised,
+    clean_address,
+    clean_identifier,
     clean_name,
     clean_sex,
+    clean_uprn,
     first_token,
     parse_dob,
     postcode_columns,
@@ -253,20 +257,24 @@ def test_standardise_source_full_output(spark):
             T.StructField("postcode_area", T.StringType()),
             T.StructField("postcode_district", T.StringType()),
             T.StructField("postcode_sector", T.StringType()),
+            T.StructField("address", T.StringType()),
+            T.StructField("uprn", T.StringType()),
             T.StructField("dob_raw_present", T.BooleanType()),
             T.StructField("sex_raw_present", T.BooleanType()),
             T.StructField("postcode_raw_present", T.BooleanType()),
+            T.StructField("uprn_raw_present", T.BooleanType()),
             T.StructField("site", T.StringType()),
         ]
     )
     expected = spark.createDataFrame(
         [
             ("gp", "1", "4010232137", "valid", "4010232137", "BILL", "WILLIAM", "PL", "OBRIEN", "OBRIEN", "APRN",
-             dt.date(1980, 5, 17), 1980, 5, 17, "M", "LS1 4AB", "LS", "LS1", "LS1 4", True, True, True, "a"),
+             dt.date(1980, 5, 17), 1980, 5, 17, "M", "LS1 4AB", "LS", "LS1", "LS1 4", None, None,
+             True, True, True, False, "a"),
             ("gp", "2", None, "bad_checksum", "4010232138", "SARAH", "SARAH", "SR", "SMITH JONES", "SMITH", "SM0J",  # Double Metaphone keeps 4 chars: SM0 + J
-             None, None, None, None, "F", "SW1A 1AA", "SW", "SW1A", "SW1A 1", True, True, True, "b"),
+             None, None, None, None, "F", "SW1A 1AA", "SW", "SW1A", "SW1A 1", None, None, True, True, True, False, "b"),
             ("gp", "3", None, "missing", None, None, None, None, None, None, None,
-             None, None, None, None, None, None, None, None, None, True, True, True, None),
+             None, None, None, None, None, None, None, None, None, None, None, True, True, True, False, None),
         ],
         expected_schema,
     )
@@ -332,3 +340,85 @@ def test_all_identifiers_null_and_empty_table(spark):
     assert check_standardised(one_present, "ons") == {
         "rows": 2, "null_ids": 0, "duplicated_ids": 0, "has_identifier": 1
     }
+
+
+# ------------------------------------------------------------------ optional fields, address, UPRN, identifiers
+
+
+def test_clean_address_uppercases_strips_punctuation_and_collapses_spaces(spark):
+    df = spark.createDataFrame(
+        [("12, High St.", "12 HIGH ST"), ("  Flat 3b,\tO'Neill  House ", "FLAT 3B ONEILL HOUSE"),
+         ("--", None), (None, None)],
+        "raw string, expected string",
+    ).withColumn("got", clean_address(F.col("raw")))
+    assert_column_equality(df, "got", "expected")
+
+
+def test_address_lines_join_in_order_and_skip_blank_lines(spark):
+    df = spark.createDataFrame(
+        [("1", "Kavanagh house", None, "1 KAVANAGH HOUSE"), (None, " ", "", None), ("7a", None, "Elm rd", "7A ELM RD")],
+        "a string, b string, c string, expected string",
+    ).withColumn("got", address_lines([F.col("a"), F.col("b"), F.col("c")]))
+    assert_column_equality(df, "got", "expected")
+
+
+def test_clean_uprn_keeps_up_to_12_digits_zero_padded_and_nulls_the_rest(spark):
+    df = spark.createDataFrame(
+        [("100023336956", "100023336956"), (" 10002 3336956 ", "100023336956"), ("23336956", "000023336956"),
+         ("1000233369561", None), ("UPRN123", None), ("000000000000", None), ("", None), (None, None)],
+        "raw string, expected string",
+    ).withColumn("got", clean_uprn(F.col("raw")))
+    assert_column_equality(df, "got", "expected")
+
+
+def test_clean_identifier_trims_and_uppercases(spark):
+    df = spark.createDataFrame([(" ab 12 ", "AB 12"), ("  ", None), (None, None)], "raw string, expected string")
+    assert_column_equality(df.withColumn("got", clean_identifier(F.col("raw"))), "got", "expected")
+
+
+def test_plain_postcode_keeps_any_postcode_without_uk_parts(spark):
+    source = SourceConfig(name="au", path="unused", postcode_form="plain",
+                          columns=ColumnMapping(record_id="id", postcode="pc"))
+    raw = spark.createDataFrame([("1", " 2612 "), ("2", "sw1a 1aa"), ("3", "")], "id string, pc string")
+    got = standardise_source(raw, source).select("record_id", "postcode", "postcode_district", "postcode_sector")
+    expected = spark.createDataFrame(
+        [("1", "2612", None, None), ("2", "SW1A1AA", None, None), ("3", None, None, None)],
+        "record_id string, postcode string, postcode_district string, postcode_sector string",
+    )
+    assert_df_equality(got.orderBy("record_id"), expected, ignore_nullable=True)
+
+
+def test_a_source_maps_only_the_fields_it_has(spark):
+    """No NHS number, sex or DOB here: those come out null (the model's null level), while the
+    address lines, UPRN and another identifier are standardised."""
+    source = SourceConfig(
+        name="housing", path="unused",
+        columns=ColumnMapping(record_id="ref", family_name="surname", address=["line1", "line2"], uprn="uprn",
+                              identifiers={"tenancy_ref": "tenancy"}),
+    )
+    raw = spark.createDataFrame(
+        [("h1", "Smith", "4 Elm Rd.", "Leeds", "12345", " t-9 "), ("h2", None, None, None, "12x", None)],
+        "ref string, surname string, line1 string, line2 string, uprn string, tenancy string",
+    )
+    got = standardise_source(raw, source, today=TODAY).select(
+        "record_id", "nhs_number", "nhs_number_status", "family_name", "dob", "sex", "postcode", "address", "uprn",
+        "uprn_raw_present", "tenancy_ref",
+    )
+    expected = spark.createDataFrame(
+        [("h1", None, "missing", "SMITH", None, None, None, "4 ELM RD LEEDS", "000000012345", True, "T-9"),
+         ("h2", None, "missing", None, None, None, None, None, None, True, None)],
+        "record_id string, nhs_number string, nhs_number_status string, family_name string, dob date, sex string, "
+        "postcode string, address string, uprn string, uprn_raw_present boolean, tenancy_ref string",
+    )
+    assert_df_equality(got.orderBy("record_id"), expected, ignore_nullable=True)
+
+
+def test_unmapped_address_and_identifier_columns_are_named(spark):
+    source = SourceConfig(name="housing", path="unused",
+                          columns=ColumnMapping(record_id="ref", address=["line1", "line9"],
+                                                identifiers={"tenancy_ref": "tenancy"}))
+    raw = spark.createDataFrame([("h1", "x")], "ref string, line1 string")
+    with pytest.raises(InputDataError) as err:
+        check_source_columns(raw, source)
+    assert "missing column 'line9' (mapped to address)" in str(err.value)
+    assert "missing column 'tenancy' (mapped to tenancy_ref)" in str(err.value)

@@ -35,6 +35,8 @@ from tre_link.ingest import stage as ingest
 from tre_link.ingest.stage import StandardiseResult, read_standardised
 from tre_link.link import probabilistic
 from tre_link.link import stage as link_stage
+from tre_link.link.blocking_report import BlockingReport, blocking_report
+from tre_link.link.engine import prepare_records
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
@@ -167,6 +169,14 @@ class TreLink:
         return registry.approve(self.config.tracking_uri, self.config.mlflow.registered_model, str(version), reason,
                                 approver)
 
+    def blocking_report(self) -> BlockingReport:
+        """What each predict rule adds to the pairs scored, cumulatively, with its largest blocks;
+        with the configured truth table, the share of true pairs the rules reach (with the
+        deterministic pass). Reads the standardised records; counts only."""
+        truth = read_delta(self.spark, self.config.truth_path, table="truth").df if self.config.truth_path else None
+        prepared = prepare_records(read_standardised(self.spark, self.config))
+        return blocking_report(prepared, self.config.linkage, truth)
+
     def linkage_report(self, linked: LinkResult) -> report.LinkageReport:
         """The released figures of a linkage: data quality, match weights, subgroup match rates."""
         cfg = self.config
@@ -175,7 +185,7 @@ class TreLink:
             person_index=linked.person_index.df,
             standardised=read_standardised(self.spark, cfg),
             released_histogram=linked.report.released_histogram(),
-            threshold_match_probability=cfg.linkage.threshold_match_probability,
+            threshold_match_probability=linked.threshold,
             age_reference_date=cfg.report.age_reference_date,
         )
 
@@ -209,12 +219,15 @@ class TreLink:
                 for name, released in standardised.report.released().items():
                     tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
                 tracker.log_quality_warnings(standardised.report.warnings)
+            trained = None
             if model_json is None:
                 with progress.stage("train"), tracker.stage("train"):
-                    model_json = self.train().model_json
+                    trained = self.train()
+                    model_json = trained.model_json
                     model = tracker.log_model(model_json, report.ModelParameters.from_json(model_json),
                                               registry.standardise_rules(cfg), pd.DataFrame(registry.INPUT_EXAMPLE))
                     model["trained_in_run"] = True
+                    tracker.log_guard_rails(list(trained.untrained_levels), list(trained.floored_levels))
                     tracker.log_charts_html(sorted(
                         str(p) for p in probabilistic.model_chart_folder(model_json).glob("*.html")))
             else:
@@ -226,6 +239,8 @@ class TreLink:
             with progress.stage("link"), tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
                 tracker.log_released(linked.report.released())
+                tracker.log_params({"threshold_match_probability_used": linked.threshold})
+                tracker.log_json(list(linked.expected_curve), "report/expected_threshold_curve.json")
                 tracker.log_checksums(report.output_checksums(
                     {"links": linked.links.df, "person_index": linked.person_index.df}))
                 linkage_figures = self.linkage_report(linked)
@@ -274,11 +289,14 @@ class TreLink:
                     "key_events": {name: p.key_events.path for name, p in published.items() if p.key_events},
                 },
                 "model_json": model_json,
+                "model_guard_rails": {"untrained_levels": list(trained.untrained_levels),
+                                      "floored_levels": list(trained.floored_levels)} if trained else None,
                 "mlflow": {"tracking_uri": cfg.tracking_uri, "experiment": cfg.mlflow.experiment,
                            "run_id": tracker.run_id},
                 "sources": standardised.report.released(),
                 "quality_warnings": standardised.report.warnings,
                 "linkage": linked.report.released(),
+                "threshold_match_probability": linked.threshold,
                 "published": {name: p.report.released() for name, p in published.items()},
                 "accuracy": accuracy.released() if accuracy else None,
                 "clerical": clerical.released() if clerical else None,
@@ -376,8 +394,13 @@ class TreLink:
                 "metrics": report.metric_changes(registry.run_metrics(cfg.tracking_uri, tracker.run_id),
                                                  registry.run_metrics(cfg.tracking_uri, approved["model_run_id"])),
             }
-        threshold = (f"It is set in the configuration ({self._config_label()}, "
-                     "linkage.threshold_match_probability), reviewed with the model and the clerical estimates.")
+        if cfg.linkage.threshold_match_probability == "auto":
+            threshold = (f"It was chosen by the run ({self._config_label()}, linkage.threshold_match_probability: "
+                         "auto): the best expected F1 from the model's own match probabilities above the configured "
+                         "precision floor.")
+        else:
+            threshold = (f"It is set in the configuration ({self._config_label()}, "
+                         "linkage.threshold_match_probability), reviewed with the model and the clerical estimates.")
         if clerical is not None:
             released = clerical.released()
             threshold += (f" At this threshold the clerical labels estimate precision {released['precision']['value']} "
@@ -389,7 +412,7 @@ class TreLink:
             published={name: p.report.released() for name, p in published.items()}, accuracy=accuracy.released() if accuracy else None,
             clerical=clerical.released() if clerical else None, quality=figures,
             duplicates=report.released_duplicates(duplicates), truth_recall=truth_recall, parameters=parameters,
-            model=model, approved=compared, threshold_match_probability=cfg.linkage.threshold_match_probability,
+            model=model, approved=compared, threshold_match_probability=linked.threshold,
             threshold_source=threshold,
         )
 

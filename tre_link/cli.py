@@ -104,6 +104,10 @@ def _cmd_link(args, cfg: JobConfig) -> int:
     return _print_json(report)
 
 
+def _cmd_blocking_report(args, cfg: JobConfig) -> int:
+    return _print_json(_linker(args, cfg).blocking_report().released())
+
+
 def _cmd_publish(args, cfg: JobConfig) -> int:
     return _print_json({"research_dataset": _linker(args, cfg).publish(args.project).research.path})
 
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("link", _cmd_link, "deterministic pass, probabilistic pass, clustering",
             "tre-link link --config conf/demo.yaml --model models:/tre-link-demo-model@approved")
     p.add_argument("--model", help="Splink JSON path or models:/NAME@ALIAS (overrides linkage.model)")
+    add("blocking-report", _cmd_blocking_report,
+        "pairs each predict rule adds (cumulative), largest blocks, and with a truth table the share of true pairs "
+        "reached", "tre-link blocking-report --config conf/demo.yaml")
     p = add("publish", _cmd_publish, "write one project's research dataset",
             "tre-link publish --config conf/demo.yaml --project cardio_outcomes")
     p.add_argument("--project", required=True, help="the configured project (projects[].name) to publish")

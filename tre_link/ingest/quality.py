@@ -3,13 +3,14 @@
 The profiles are built from counts of the output of `standardise_source` and are small aggregate
 frames of counts only: no record values leave them.
 
-profile_from_counts: one row per (source, field), for nhs_number, given_name, family_name, dob, sex, postcode.
+profile_from_counts: one row per (source, field), for nhs_number, given_name, family_name, dob, sex,
+postcode, address and uprn (a field the source does not map counts 0 present).
   rows          rows in the source
   present       rows where the raw field held something (nhs_number: status != 'missing';
-                dob/sex/postcode: the *_raw_present flags; names: non-null after cleaning, since a
-                name that cleans to nothing, e.g. only a title, carries no identity)
+                dob/sex/postcode/uprn: the *_raw_present flags; names and address: non-null after
+                cleaning, since a name that cleans to nothing, e.g. only a title, carries no identity)
   valid         rows where the standardised value is usable (nhs_number: status valid or token;
-                others: non-null after standardisation)
+                uprn: 12 digits; others: non-null after standardisation)
   completeness  present / rows
   validity      valid / present (null when nothing is present)
 
@@ -38,7 +39,7 @@ def _present_valid(field: str) -> tuple[Column, Column]:
         status = F.col("nhs_number_status")
         return status != "missing", status.isin("valid", "token")
     valid = F.col(field).isNotNull()
-    if field in ("dob", "sex", "postcode"):
+    if field in ("dob", "sex", "postcode", "uprn"):
         return F.col(f"{field}_raw_present") | valid, valid
     return valid, valid
 
@@ -73,7 +74,7 @@ def floor_breaches(source: SourceConfig, counts: dict) -> list[str]:
 def quality_warnings(source: SourceConfig, counts: dict) -> list[str]:
     """Mapped fields often missing or often invalid: shares only, never counts or values."""
     warnings = []
-    mapped = [f for f in PROFILE_FIELDS if getattr(source.columns, f, None)]
+    mapped = [f for f in PROFILE_FIELDS if f in source.columns.mapped_fields()]
     for field in mapped:
         present, valid = counts[f"{field}__present"], counts[f"{field}__valid"]
         if counts["rows"] and present / counts["rows"] < WARN_COMPLETENESS:

@@ -42,13 +42,18 @@ STANDARD_COLUMNS = (
     "postcode_area",
     "postcode_district",
     "postcode_sector",
+    "address",
+    "uprn",
 )
 # Data-quality flags: was anything recorded in the raw field, before validation? quality.py uses them
 # to split completeness (recorded at all) from validity (recorded and usable).
-RAW_PRESENT_COLUMNS = ("dob_raw_present", "sex_raw_present", "postcode_raw_present")
+RAW_PRESENT_COLUMNS = ("dob_raw_present", "sex_raw_present", "postcode_raw_present", "uprn_raw_present")
 OUTPUT_COLUMNS = STANDARD_COLUMNS + RAW_PRESENT_COLUMNS
 
-IDENTIFIER_COLUMNS = ("nhs_number", "given_name", "family_name", "dob", "postcode")
+IDENTIFIER_COLUMNS = ("nhs_number", "given_name", "family_name", "dob", "postcode", "address", "uprn")
+
+# A Unique Property Reference Number: up to 12 digits, written zero-padded to 12.
+UPRN_PATTERN = r"^[0-9]{12}$"
 
 MIN_DOB = dt.date(1900, 1, 1)
 
@@ -80,7 +85,7 @@ def check_source_columns(df: DataFrame, source: SourceConfig) -> None:
     present = set(df.columns)
     problems = [
         f"missing column {column!r} (mapped to {field})"
-        for field, column in source.columns.as_dict().items()
+        for column, field in source.columns.source_columns().items()
         if column not in present
     ]
     problems += [
@@ -88,7 +93,8 @@ def check_source_columns(df: DataFrame, source: SourceConfig) -> None:
     ]
     if problems:
         raise InputDataError(f"table {source.name}: " + "; ".join(problems))
-    clashes = [column for column in source.passthrough if column in OUTPUT_COLUMNS]
+    clashes = [column for column in source.passthrough
+               if column in OUTPUT_COLUMNS or column in source.columns.identifiers]
     if clashes:
         raise ConfigError(
             f"source {source.name}: passthrough column(s) {clashes} clash with standardised column names"
@@ -107,7 +113,7 @@ def _checks_row(df_standardised: DataFrame, record_ids: DataFrame | None = None)
         F.coalesce(F.sum(F.when(F.col("record_id").isNull(), F.col("n"))), F.lit(0)).alias("null_ids"),
         F.count(F.when(F.col("record_id").isNotNull() & (F.col("n") > 1), F.lit(1))).alias("duplicated_ids"),
     ).first().asDict()
-    any_identifier = F.greatest(*[F.col(c).isNotNull() for c in IDENTIFIER_COLUMNS])
+    any_identifier = F.greatest(*[F.col(c).isNotNull() for c in IDENTIFIER_COLUMNS if c in df_standardised.columns])
     # Only a constant comes back to the driver, never a value.
     row["has_identifier"] = int(bool(df_standardised.where(any_identifier).select(F.lit(1)).take(1)))
     return row
@@ -254,7 +260,7 @@ def check_dob_order(df: DataFrame, source: SourceConfig) -> str | None:
     sampled dates could be read either way (for the report), or None. Only counts leave Spark."""
     orders = {m.group(1) for fmt in source.dob_formats if (m := _DAY_MONTH_FORMAT.match(fmt))}
     column = source.columns.dob
-    if len(orders) != 1 or not isinstance(df.schema[column].dataType, T.StringType):
+    if column is None or len(orders) != 1 or not isinstance(df.schema[column].dataType, T.StringType):
         return None
     configured = orders.pop()
     first = F.regexp_extract(F.col(column), _DAY_MONTH_VALUE, 1).cast("int")
@@ -281,6 +287,43 @@ def check_dob_order(df: DataFrame, source: SourceConfig) -> str | None:
         )
     return (f"{source.name}.dob: {share['either']:.0%} of sampled dates read either way round; "
             f"the configured order ({configured} first) decides them")
+
+
+def clean_address(raw: Column) -> Column:
+    """Free-text address: upper case, apostrophes dropped, other punctuation to spaces, whitespace
+    collapsed to one space and trimmed; null when nothing is left."""
+    s = F.upper(raw.cast("string"))
+    s = F.translate(s, "'\u2018\u2019`\u00B4", "")
+    s = F.regexp_replace(s, r"[^\p{L}\p{N}]+", " ")
+    return F.nullif(F.trim(s), F.lit(""))
+
+
+def address_lines(lines: list[Column]) -> Column:
+    """Several address lines as one free-text address (blank lines skipped), cleaned."""
+    return clean_address(F.concat_ws(" ", *[line.cast("string") for line in lines]))
+
+
+def clean_uprn(raw: Column) -> Column:
+    """A UPRN as 12 digits: spaces removed, zero-padded from fewer digits; anything else (letters,
+    more than 12 digits, all zeros) is null."""
+    s = F.regexp_replace(F.trim(raw.cast("string")), r"\s", "")
+    padded = F.lpad(s, 12, "0")
+    ok = s.rlike(r"^[0-9]{1,12}$") & (padded != F.lit("0" * 12))
+    return F.when(F.coalesce(ok, F.lit(False)), padded)
+
+
+def clean_identifier(raw: Column) -> Column:
+    """Another identifier: trimmed, upper case; null when blank."""
+    return F.nullif(F.upper(F.trim(raw.cast("string"))), F.lit(""))
+
+
+def plain_postcode(squashed: Column) -> dict[str, Column]:
+    """`postcode_parts` for a postcode of another country, from the squashed text (see
+    `squash_postcode`): that text as it is, and no area, district or sector."""
+    return {
+        "postcode": F.nullif(squashed, F.lit("")),
+        **{name: F.lit(None).cast("string") for name in ("postcode_area", "postcode_district", "postcode_sector")},
+    }
 
 
 def clean_sex(raw: Column) -> Column:
@@ -345,13 +388,25 @@ def add_given_name_root(df: DataFrame, given_name_col: str = "given_name") -> Da
 # --------------------------------------------------------------------------------------------
 
 
+def _missing(kind: str = "string") -> Column:
+    return F.lit(None).cast(kind)
+
+
 def standardise_source(df: DataFrame, source: SourceConfig, *, today: dt.date | None = None) -> DataFrame:
-    """The canonical, cleaned frame for one source: STANDARD_COLUMNS, RAW_PRESENT_COLUMNS, passthrough."""
+    """The canonical, cleaned frame for one source: STANDARD_COLUMNS, RAW_PRESENT_COLUMNS, the
+    source's other identifiers, passthrough. A field the source does not map is null."""
     check_source_columns(df, source)
     cols = source.columns
     raw = {field: F.col(column) for field, column in cols.as_dict().items()}
     raw_types = {f.name: f.dataType for f in df.schema.fields}
 
+    def mapped(field: str, clean, kind: str = "string") -> Column:
+        return clean(raw[field]) if field in raw else _missing(kind)
+
+    def present(field: str) -> Column:
+        return _raw_present(raw[field]) if field in raw else F.lit(False)
+
+    identifiers = list(cols.identifiers)
     # Three projections, so each cleaned value is computed once and then read by every column
     # derived from it (Spark evaluates an expression again in each CASE branch that repeats it).
     if cols.nhs_number is None:
@@ -360,21 +415,29 @@ def standardise_source(df: DataFrame, source: SourceConfig, *, today: dt.date | 
         nhs, nhs_status = token_nhs_number(raw["nhs_number"]), token_nhs_number_status(raw["nhs_number"])
     else:
         nhs, nhs_status = digits_only(raw["nhs_number"]), None  # from the cleaned digits, below
+    dob = (parse_dob(raw["dob"], raw_types[cols.dob], source.dob_formats, today) if "dob" in raw
+           else _missing("date"))
+    address = address_lines([F.col(c) for c in cols.address_columns()]) if cols.address is not None else _missing()
     cleaned = df.select(
         F.lit(source.name).alias("source"),
         _record_id(source),
         nhs.cast("string").alias("__nhs"),
         *([] if nhs_status is None else [nhs_status.alias("nhs_number_status")]),
-        clean_name(raw["given_name"]).alias("__given_name"),
-        clean_name(raw["family_name"]).alias("family_name"),
-        parse_dob(raw["dob"], raw_types[cols.dob], source.dob_formats, today).alias("dob"),
-        clean_sex(raw["sex"]).alias("sex"),
-        squash_postcode(raw["postcode"]).alias("__postcode"),
-        _raw_present(raw["dob"]).alias("dob_raw_present"),
-        _raw_present(raw["sex"]).alias("sex_raw_present"),
-        _raw_present(raw["postcode"]).alias("postcode_raw_present"),
+        mapped("given_name", clean_name).alias("__given_name"),
+        mapped("family_name", clean_name).alias("family_name"),
+        dob.alias("dob"),
+        mapped("sex", clean_sex).alias("sex"),
+        mapped("postcode", squash_postcode).alias("__postcode"),
+        address.alias("address"),
+        mapped("uprn", clean_uprn).alias("uprn"),
+        present("dob").alias("dob_raw_present"),
+        present("sex").alias("sex_raw_present"),
+        present("postcode").alias("postcode_raw_present"),
+        present("uprn").alias("uprn_raw_present"),
+        *[clean_identifier(F.col(column)).alias(name) for name, column in cols.identifiers.items()],
         *[F.col(c) for c in source.passthrough],
     )
+    postcode = (plain_postcode if source.postcode_form == "plain" else postcode_parts)(F.col("__postcode"))
     stage = cleaned.select(
         "source",
         "record_id",
@@ -384,8 +447,11 @@ def standardise_source(df: DataFrame, source: SourceConfig, *, today: dt.date | 
         "family_name",
         "dob",
         "sex",
-        *[column.alias(name) for name, column in postcode_parts(F.col("__postcode")).items()],
+        *[column.alias(name) for name, column in postcode.items()],
+        "address",
+        "uprn",
         *RAW_PRESENT_COLUMNS,
+        *identifiers,
         *source.passthrough,
     )
     stage = add_given_name_root(stage)
@@ -412,7 +478,10 @@ def standardise_source(df: DataFrame, source: SourceConfig, *, today: dt.date | 
         "postcode_area",
         "postcode_district",
         "postcode_sector",
+        "address",
+        "uprn",
         *RAW_PRESENT_COLUMNS,
+        *identifiers,
         *source.passthrough,
     )
     return out

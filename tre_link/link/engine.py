@@ -45,6 +45,8 @@ class LinkOutputs:
     estimated_comparisons: int
     dropped_blocks: list[DroppedBlocks]
     nhs_dob_conflicts: int  # records whose valid NHS number came with a disagreeing DOB
+    threshold: float  # the match probability links were made at (chosen when the config says auto)
+    expected_curve: list[dict]  # expected precision/recall/F1 per threshold, from the model's probabilities
 
 
 # Splink's comparison SQL (long CASE expressions over every level) fuses into whole-stage code
@@ -54,13 +56,15 @@ class LinkOutputs:
 _LINKAGE_SQL_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000"}
 
 
-def train_model(records: DataFrame, linkage: LinkageConfig, seed: int, model_path: str) -> str:
-    """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON."""
+def train_model(records: DataFrame, linkage: LinkageConfig, seed: int,
+                model_path: str) -> tuple[str, probabilistic.GuardRails]:
+    """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON;
+    returns its path and what the guard rails after training found."""
     with sql_conf(records.sparkSession, _LINKAGE_SQL_CONF):
-        model = probabilistic.train(records, linkage, seed)
+        model, rails = probabilistic.train(records, linkage, seed)
     # While the trained model still holds its estimates from every training session.
     probabilistic.save_parameter_charts(model, probabilistic.model_chart_folder(model_path))
-    return probabilistic.save_model(model, model_path)
+    return probabilistic.save_model(model, model_path), rails
 
 
 # What linking reads of each prepared record beyond the model's and the rules' columns.
@@ -102,8 +106,16 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
             scored = probabilistic.score(
                 registered, model, plan.rules, undecided_if_null=DETERMINISTIC_KEY
             ).localCheckpoint(eager=True)
+            threshold = linkage.threshold_match_probability
+            if threshold == "auto":
+                choice = probabilistic.choose_threshold(scored, linkage.auto_threshold_min_precision)
+                threshold, curve = choice.threshold, choice.curve
+                log.info("threshold_match_probability auto: chose %s (best expected F1 with expected precision "
+                         "at least %s)", threshold, linkage.auto_threshold_min_precision)
+            else:
+                curve = probabilistic.expected_curve(scored)
             probabilistic_links = scored.where(
-                F.col("match_probability") >= linkage.threshold_match_probability
+                F.col("match_probability") >= threshold
             ).withColumn("link_method", F.lit("probabilistic"))
             # Materialised once: the deterministic edges and clustering both read the groups.
             groups = deterministic_groups(registered.df).localCheckpoint(eager=True)
@@ -115,6 +127,8 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
                 estimated_comparisons=estimated,
                 dropped_blocks=plan.dropped,
                 nhs_dob_conflicts=registered.df.where("nhs_dob_conflict").count(),
+                threshold=threshold,
+                expected_curve=curve,
             )
         finally:
             registered.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from functools import reduce
 from itertools import combinations
 from pathlib import Path
@@ -278,8 +279,41 @@ def _pairs_per_rule(records: RegisteredRecords, rule: str) -> int:
     return int(pairs_in_blocks(records.df, keys).first()["pairs"])
 
 
-def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> Model:
-    """A new model trained on the records: prior, then u by sampling, then m by EM per rule."""
+@dataclass
+class GuardRails:
+    """What the checks after training found: comparison levels only, never records."""
+
+    untrained_levels: list[str] = field(default_factory=list)  # "comparison: label (m not trained)"
+    floored_levels: list[str] = field(default_factory=list)  # "comparison: label: weight -41.5 -> -10.0"
+
+
+def apply_guard_rails(model: Model, linkage: LinkageConfig) -> GuardRails:
+    """List the levels training could not estimate (logged as warnings), and raise every level's m
+    so that its match weight log2(m/u) is at least `linkage.weight_floor`, except in comparisons
+    marked decisive: one miscoded field may lower a pair's score, not veto it."""
+    rails = GuardRails()
+    decisive = {c.field for c in linkage.comparisons if c.decisive}
+    for level in splink.level_parameters(model):
+        missing = [name for name, trained in (("m", level.m_trained), ("u", level.u_trained)) if not trained]
+        if missing:
+            rails.untrained_levels.append(f"{level.comparison}: {level.label} ({' and '.join(missing)} not trained)")
+            log.warning("comparison level not trained (EM or sampling never saw it): %s: %s (%s)",
+                        level.comparison, level.label, ", ".join(missing))
+        floor = linkage.weight_floor
+        if floor is None or level.comparison in decisive or not level.m or not level.u:
+            continue
+        weight = math.log2(level.m / level.u)
+        if weight < floor:
+            splink.set_m_probability(model, level.comparison, level.level, min(1.0, level.u * 2.0 ** floor))
+            rails.floored_levels.append(f"{level.comparison}: {level.label}: weight {weight:.1f} -> {floor:.1f}")
+            log.info("match weight of %s: %s raised from %.1f to the floor %.1f",
+                     level.comparison, level.label, weight, floor)
+    return rails
+
+
+def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> tuple[Model, GuardRails]:
+    """A new model trained on the records: prior, then u by sampling, then m by EM per rule, then
+    the guard rails (`apply_guard_rails`)."""
     model = new_model(linkage)
     with register_records(records, model, PRIOR_RULES + list(linkage.blocking_rules_training)) as registered:
         record_count = registered.df.count()
@@ -289,7 +323,7 @@ def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> Model:
         for number, rule in enumerate(rules, start=1):
             estimate_m(registered, model, rule, linkage.em_max_pairs, seed)
             log.info("EM done for training rule %d of %d", number, len(rules))
-    return model
+    return model, apply_guard_rails(model, linkage)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,6 +344,44 @@ def score(records: RegisteredRecords, model: Model, rules: list[str], *,
         records.df.sparkSession,
         f"with {with_clause}\nselect unique_id_l, unique_id_r, match_weight, match_probability from {ctes[-1][0]}",
     )
+
+
+# Thresholds `choose_threshold` considers.
+THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    threshold: float
+    curve: list[dict]  # per grid threshold: expected precision, recall and F1 (model-based, no truth)
+
+
+def expected_curve(scored: DataFrame, grid: tuple[float, ...] = THRESHOLD_GRID) -> list[dict]:
+    """Expected precision, recall and F1 of linking the scored pairs at each threshold, taking each
+    pair's match probability as the chance it is a true match: one aggregation, sums only."""
+    p = F.col("match_probability")
+    aggs = [F.coalesce(F.sum(p), F.lit(0.0)).alias("total")]
+    for i, t in enumerate(grid):
+        aggs += [F.coalesce(F.sum(F.when(p >= t, p)), F.lit(0.0)).alias(f"tp_{i}"),
+                 F.count(F.when(p >= t, 1)).alias(f"n_{i}")]
+    row = scored.agg(*aggs).first()
+    curve = []
+    for i, t in enumerate(grid):
+        tp, n, total = row[f"tp_{i}"], row[f"n_{i}"], row["total"]
+        precision = tp / n if n else 1.0
+        recall = tp / total if total else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        curve.append({"threshold": t, "expected_precision": precision, "expected_recall": recall, "expected_f1": f1})
+    return curve
+
+
+def choose_threshold(scored: DataFrame, min_precision: float) -> ThresholdChoice:
+    """The grid threshold with the best expected F1 among those whose expected precision reaches
+    `min_precision` (the highest threshold when none does); ties go to the higher threshold."""
+    curve = expected_curve(scored)
+    eligible = [c for c in curve if c["expected_precision"] >= min_precision] or [curve[-1]]
+    best = max(eligible, key=lambda c: (c["expected_f1"], c["threshold"]))
+    return ThresholdChoice(threshold=best["threshold"], curve=curve)
 
 
 def match_weight_histogram(predictions: DataFrame, bin_width: float = 1.0) -> DataFrame:

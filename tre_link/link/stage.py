@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainResult:
     model_json: str  # the trained model, Splink JSON in the linkage zone
+    untrained_levels: tuple[str, ...] = ()  # comparison levels training never saw (labels only)
+    floored_levels: tuple[str, ...] = ()  # levels whose weight was raised to linkage.weight_floor
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class LinkResult:
     scored_pairs: VersionedTable | None = None  # every scored pair: what clerical review samples
     person_events: VersionedTable | None = None  # None until a link has had an event
     generation: int = 1  # of the person index: the number of finished links in this linkage zone
+    threshold: float = 0.95  # the match probability links were made at (chosen when the config says auto)
+    expected_curve: tuple[dict, ...] = ()  # expected precision/recall/F1 per threshold (model-based)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,9 @@ class LinkBase:
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
     # Training reads no deterministic key: only the records with their unique_id.
     records = with_unique_id(read_standardised(spark, cfg))
-    return TrainResult(model_json=train_model(records, cfg.linkage, cfg.seed, cfg.output.model_json))
+    model_json, rails = train_model(records, cfg.linkage, cfg.seed, cfg.output.model_json)
+    return TrainResult(model_json=model_json, untrained_levels=tuple(rails.untrained_levels),
+                       floored_levels=tuple(rails.floored_levels))
 
 
 def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, run: str | None = None) -> LinkResult:
@@ -122,7 +128,7 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata)
         # Last: its commit marks the link finished, naming the index and events it finished with.
         links = write_table(outputs.links, cfg.output.links_table, metadata={
-            **metadata, "person_index_version": person_index.version,
+            **metadata, "threshold": outputs.threshold, "person_index_version": person_index.version,
             "person_events_version": events_table.version if events_table else None})
         # The scored pairs are materialised, so this aggregate does not score them again.
         histogram = tuple(
@@ -145,7 +151,8 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         **{f"events_{event}": by_event.get(event, 0) for event in EVENTS},
     )
     return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
-                      scored_pairs=scored, person_events=events_table, generation=generation)
+                      scored_pairs=scored, person_events=events_table, generation=generation,
+                      threshold=outputs.threshold, expected_curve=tuple(outputs.expected_curve))
 
 
 def model_sha256(model_json: str) -> str | None:
@@ -226,6 +233,18 @@ def _write_person_events(spark: SparkSession, cfg: JobConfig, events, run: str, 
                                        delete_unmatched=f"t.generation = {int(generation)}")
     return VersionedTable(df=spark.read.format("delta").option("versionAsOf", version).load(path), path=path,
                           version=version)
+
+
+def link_threshold(spark: SparkSession, cfg: JobConfig) -> float:
+    """The match probability the last finished link made its links at (the configured one, or the
+    one `auto` chose, recorded with the links commit)."""
+    configured = cfg.linkage.threshold_match_probability
+    if configured != "auto":
+        return configured
+    recorded = commit_metadata(spark, cfg.output.links_table).get("threshold")
+    if recorded is None:
+        raise InputDataError("table links: no threshold recorded with its last commit; run link again")
+    return float(recorded)
 
 
 def linked_tables(spark: SparkSession, cfg: JobConfig) -> tuple[VersionedTable, VersionedTable]:

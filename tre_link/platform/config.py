@@ -7,21 +7,61 @@ variables or key files that hold them.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import sqlglot
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tre_link.platform.errors import ConfigError
 from tre_link.platform.paths import overlap
 
-CANONICAL_FIELDS = ("record_id", "nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
+CANONICAL_FIELDS = (
+    "record_id", "nhs_number", "given_name", "family_name", "dob", "sex", "postcode", "address", "uprn",
+)
 # The fields whose quality is profiled, and the default floor on each mapped one's share of valid values:
 # a column with (almost) nothing usable in it is a mapping or extract mistake, not data.
-QUALITY_FIELDS = ("nhs_number", "given_name", "family_name", "dob", "sex", "postcode")
+QUALITY_FIELDS = ("nhs_number", "given_name", "family_name", "dob", "sex", "postcode", "address", "uprn")
 DEFAULT_QUALITY_FLOOR = 0.01
+
+# What kind of value each field holds once standardised: a comparison preset accepts some kinds only.
+# A source's other identifiers (`columns.identifiers`) are all of kind "identifier".
+FIELD_KINDS = {
+    "nhs_number": "nhs_number", "given_name": "name", "family_name": "name", "dob": "date", "sex": "code",
+    "postcode": "postcode", "address": "text", "uprn": "identifier",
+}
+_ANY_KIND = frozenset({"nhs_number", "name", "date", "code", "postcode", "text", "identifier"})
+# Each preset, and the field kinds it may compare. uk_given_name and uk_family_name read the derived
+# columns only those two fields have (nickname root, phonetic code, first part of a double-barrelled name).
+PRESET_KINDS: dict[str, frozenset[str]] = {
+    # UK health: today's comparisons, level for level
+    "nhs_number": frozenset({"nhs_number"}),
+    "uk_given_name": frozenset({"name"}),
+    "uk_family_name": frozenset({"name"}),
+    "uk_dob": frozenset({"date"}),
+    "uk_postcode": frozenset({"postcode"}),
+    "sex": frozenset({"code"}),
+    # generic
+    "exact": _ANY_KIND,
+    "name": frozenset({"name", "identifier", "text"}),
+    "date": frozenset({"date"}),
+    "address": frozenset({"text"}),
+    "id": frozenset({"identifier", "nhs_number"}),
+    "postcode_plain": frozenset({"postcode", "identifier"}),
+}
+PRESET_FIELDS = {"uk_given_name": "given_name", "uk_family_name": "family_name"}
+Preset = Literal["nhs_number", "uk_given_name", "uk_family_name", "uk_dob", "uk_postcode", "sex", "exact", "name",
+                 "date", "address", "id", "postcode_plain"]
+# Column names standardisation and linkage derive: no identifier field may take one.
+STANDARD_COLUMN_NAMES = frozenset({
+    "source", "nhs_number_status", "nhs_number_digits", "given_name_root", "given_name_phonetic",
+    "family_name_first", "family_name_phonetic", "dob_year", "dob_month", "dob_day", "postcode_area",
+    "postcode_district", "postcode_sector", "dob_raw_present", "sex_raw_present", "postcode_raw_present",
+    "uprn_raw_present", "unique_id", "deterministic_nhs", "nhs_dob_conflict", "person_id", "match_key",
+})
 
 
 class _Strict(BaseModel):
@@ -54,18 +94,60 @@ class SparkSettings(_Strict):
 
 
 class ColumnMapping(_Strict):
-    """Source column names for each canonical field. `nhs_number` may be absent."""
+    """Source column names for each canonical field. Only `record_id` is required: a source maps the
+    fields it has, and the others are null in its standardised records (the model's null level).
+
+    `address` is one column or several (address lines, joined in order); `identifiers` maps further
+    identifiers of the source's own (a social-security id, a school pupil number) by the field name
+    the model's comparisons use to the source column holding it."""
 
     record_id: str
     nhs_number: str | None = None
-    given_name: str
-    family_name: str
-    dob: str
-    sex: str
-    postcode: str
+    given_name: str | None = None
+    family_name: str | None = None
+    dob: str | None = None
+    sex: str | None = None
+    postcode: str | None = None
+    address: str | list[str] | None = None
+    uprn: str | None = None
+    identifiers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("address")
+    @classmethod
+    def _address_lines(cls, address):
+        if isinstance(address, list) and not address:
+            raise ValueError("give at least one address column, or leave address out")
+        return address
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifier_names(cls, identifiers: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in identifiers if not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"identifier field names must be lower case letters, digits and _: {bad}")
+        return identifiers
+
+    def address_columns(self) -> list[str]:
+        if self.address is None:
+            return []
+        return [self.address] if isinstance(self.address, str) else list(self.address)
 
     def as_dict(self) -> dict[str, str]:
-        return {field: getattr(self, field) for field in CANONICAL_FIELDS if getattr(self, field)}
+        """Field -> source column, for every mapped single-column field (address lines are in
+        `address_columns`, identifiers in `identifiers`)."""
+        return {field: getattr(self, field) for field in CANONICAL_FIELDS
+                if field != "address" and getattr(self, field)}
+
+    def source_columns(self) -> dict[str, str]:
+        """Every source column the mapping reads, each with the field it feeds (for error messages)."""
+        columns = {column: field for field, column in self.as_dict().items()}
+        columns.update({column: "address" for column in self.address_columns()})
+        columns.update({column: name for name, column in self.identifiers.items()})
+        return columns
+
+    def mapped_fields(self) -> set[str]:
+        mapped = set(self.as_dict()) | set(self.identifiers)
+        return mapped | ({"address"} if self.address is not None else set())
 
 
 class SourceConfig(_Strict):
@@ -73,6 +155,9 @@ class SourceConfig(_Strict):
     path: str
     version: int | None = Field(None, ge=0, description="Pinned Delta version; latest when absent.")
     nhs_number_form: Literal["plain", "token"] = "plain"
+    postcode_form: Literal["uk", "plain"] = Field(
+        "uk", description="uk: validated UK postcodes with district and sector; plain: any postcode, upper case "
+        "without spaces (other countries), compared with the postcode_plain preset.")
     columns: ColumnMapping
     passthrough: list[str] = Field(default_factory=list)
     dob_formats: list[str] = Field(default_factory=lambda: ["yyyy-MM-dd", "dd/MM/yyyy", "yyyyMMdd"])
@@ -96,7 +181,14 @@ class SourceConfig(_Strict):
         """The floor of a field: as configured, else the default for a mapped field, else 0."""
         if field in self.quality_floors:
             return self.quality_floors[field]
-        return DEFAULT_QUALITY_FLOOR if getattr(self.columns, field, None) else 0.0
+        return DEFAULT_QUALITY_FLOOR if field in self.columns.mapped_fields() else 0.0
+
+    @model_validator(mode="after")
+    def _identifier_names_free(self) -> SourceConfig:
+        clashes = sorted(set(self.columns.identifiers) & (set(CANONICAL_FIELDS) | STANDARD_COLUMN_NAMES))
+        if clashes:
+            raise ValueError(f"columns.identifiers: {clashes} clash with standard field or column names")
+        return self
 
 
 class OutputConfig(_Strict):
@@ -201,11 +293,75 @@ class SynthConfig(_Strict):
     skewed_surname_share: float = Field(0.0, ge=0, le=1, description="Share of people given one surname (skew tests).")
 
 
+class LevelConfig(_Strict):
+    """A custom comparison level: a Splink SQL condition on `<column>_l` and `<column>_r`."""
+
+    sql: str = Field(min_length=1)
+    label: str = Field(min_length=1)
+
+    @field_validator("sql")
+    @classmethod
+    def _parses(cls, sql: str) -> str:
+        try:
+            parsed = sqlglot.parse_one(sql, read="spark")
+        except sqlglot.errors.SqlglotError as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"level SQL does not parse as Spark SQL ({first})") from None
+        if isinstance(parsed, (sqlglot.exp.Query, sqlglot.exp.Command, sqlglot.exp.DDL, sqlglot.exp.DML)) or ";" in sql:
+            raise ValueError("level SQL must be one condition (as in a CASE WHEN), not a statement")
+        return sql
+
+
+class ComparisonConfig(_Strict):
+    """One field the model compares: a preset, or custom levels (Splink SQL), never both.
+
+    Custom levels come between the null level (the field null on either side) and the else level,
+    which are added. `term_frequency` adjusts the exact-match level by how common the value is.
+    `decisive` exempts the comparison from `linkage.weight_floor`."""
+
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    preset: Preset | None = None
+    levels: list[LevelConfig] | None = Field(None, min_length=1)
+    term_frequency: bool = False
+    decisive: bool = False
+
+    @model_validator(mode="after")
+    def _preset_or_levels(self) -> ComparisonConfig:
+        if (self.preset is None) == (self.levels is None):
+            raise ValueError(f"comparison on {self.field}: give either a preset or levels")
+        if self.levels is not None and self.term_frequency:
+            raise ValueError(f"comparison on {self.field}: term_frequency applies to a preset's exact-match level; "
+                             "custom levels have none")
+        wanted = PRESET_FIELDS.get(self.preset or "")
+        if wanted and self.field != wanted:
+            raise ValueError(f"preset {self.preset} compares {wanted} only, not {self.field}")
+        kind = FIELD_KINDS.get(self.field, "identifier")
+        if self.preset and kind not in PRESET_KINDS[self.preset]:
+            raise ValueError(f"preset {self.preset} cannot compare {self.field} (a field of kind {kind}); "
+                             f"it takes kinds {sorted(PRESET_KINDS[self.preset])}")
+        return self
+
+
+def default_comparisons() -> list[ComparisonConfig]:
+    """The UK-health model: NHS number, names (term-frequency adjusted), DOB, UK postcode, sex."""
+    return [
+        ComparisonConfig(field="nhs_number", preset="nhs_number"),
+        ComparisonConfig(field="given_name", preset="uk_given_name", term_frequency=True),
+        ComparisonConfig(field="family_name", preset="uk_family_name", term_frequency=True),
+        ComparisonConfig(field="dob", preset="uk_dob"),
+        ComparisonConfig(field="postcode", preset="uk_postcode"),
+        ComparisonConfig(field="sex", preset="sex"),
+    ]
+
+
 class LinkageConfig(_Strict):
     nhs_number_form: Literal["plain", "token"] = "plain"
     blocking_rules_training: list[str] = Field(min_length=2)
     blocking_rules_predict: list[str] = Field(min_length=1)
-    threshold_match_probability: float = Field(0.95, gt=0, lt=1)
+    threshold_match_probability: float | Literal["auto"] = Field(
+        0.95, description="A probability, or auto: the threshold with the best expected F1 (from the model's own "
+        "match probabilities of the scored pairs) whose expected precision is at least auto_threshold_min_precision.")
+    auto_threshold_min_precision: float = Field(0.999, gt=0, lt=1)
     max_comparisons: float = Field(2e8, gt=0, description="Refuse blocking that would exceed this count.")
     max_block_comparisons: int = Field(
         5_000_000, ge=1, description="A blocking key whose block would score more pairs than this is dropped from that rule."
@@ -215,7 +371,29 @@ class LinkageConfig(_Strict):
         5e5, gt=0, description="Sample EM training pairs down to about this many (EM needs counts of patterns, not all pairs)."
     )
     model: str | None = Field(None, description="Splink JSON path or models:/NAME@ALIAS; trains when absent.")
-    term_frequency_columns: list[str] = Field(default_factory=lambda: ["given_name", "family_name"])
+    comparisons: list[ComparisonConfig] = Field(
+        default_factory=default_comparisons, min_length=1,
+        description="The fields the model compares, each with a preset or custom levels; by default the "
+        "UK-health model (see `default_comparisons`).")
+    weight_floor: float | None = Field(
+        -10.0, lt=0, description="After training, no level's match weight is below this (m is raised until "
+        "log2(m/u) reaches it) unless its comparison is decisive; null turns the floor off.")
+
+    @field_validator("threshold_match_probability")
+    @classmethod
+    def _probability(cls, threshold):
+        if threshold != "auto" and not 0 < threshold < 1:
+            raise ValueError("a probability between 0 and 1 (exclusive), or auto")
+        return threshold
+
+    @field_validator("comparisons")
+    @classmethod
+    def _one_comparison_per_field(cls, comparisons: list[ComparisonConfig]) -> list[ComparisonConfig]:
+        fields = [c.field for c in comparisons]
+        repeated = sorted({f for f in fields if fields.count(f) > 1})
+        if repeated:
+            raise ValueError(f"one comparison per field; repeated: {repeated}")
+        return comparisons
 
 
 class ProjectConfig(_Strict):
@@ -278,6 +456,24 @@ class JobConfig(_Strict):
         if len(names) != len(set(names)):
             raise ValueError(f"names must be unique, got {names}")
         return items
+
+    @model_validator(mode="after")
+    def _compared_fields_mapped(self) -> JobConfig:
+        """Every field the model compares is mapped by at least one source."""
+        mapped = set().union(*(s.columns.mapped_fields() for s in self.sources))
+        unmapped = [c.field for c in self.linkage.comparisons if c.field not in mapped]
+        if unmapped:
+            raise ValueError(f"linkage.comparisons: field(s) {unmapped} are compared but no source maps them "
+                             "(sources[].columns)")
+        return self
+
+    @model_validator(mode="after")
+    def _identifiers_never_published(self) -> JobConfig:
+        identifiers = set().union(*(s.columns.identifiers for s in self.sources)) | {"address", "uprn"}
+        published = sorted({c for p in self.projects for c in p.columns} & identifiers)
+        if published:
+            raise ValueError(f"projects: column(s) {published} are identifiers and cannot be published")
+        return self
 
     @model_validator(mode="after")
     def _scratch_in_the_linkage_zone(self) -> JobConfig:

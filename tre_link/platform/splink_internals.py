@@ -195,6 +195,41 @@ def train_m_by_em(model: Model, rule: str, pattern_counts: Iterable[dict]) -> No
     use_trained_values(model)
 
 
+@dataclass(frozen=True)
+class LevelParameters:
+    """One non-null comparison level of a model: where it is, its label and its parameters."""
+
+    comparison: str  # the comparison's output column name
+    level: int  # the comparison vector value
+    label: str
+    m: float | None
+    u: float | None
+    m_trained: bool  # some training session estimated m (EM saw the level)
+    u_trained: bool  # u was estimated (random sampling saw the level)
+
+
+def level_parameters(model: Model) -> list[LevelParameters]:
+    """Every non-null level of every comparison with the m and u the model scores with."""
+    return [
+        LevelParameters(
+            comparison=comparison.output_column_name, level=level.comparison_vector_value,
+            label=level.label_for_charts, m=level.m_probability, u=level.u_probability,
+            m_trained=level._has_estimated_m_values, u_trained=level._has_estimated_u_values,
+        )
+        for comparison in model.comparisons
+        for level in comparison._comparison_levels_excluding_null
+    ]
+
+
+def set_m_probability(model: Model, comparison: str, level: int, m: float) -> None:
+    """Replace one level's m (e.g. raised to a floor on its match weight)."""
+    for candidate in model.comparisons:
+        if candidate.output_column_name == comparison:
+            candidate._get_comparison_level_by_comparison_vector_value(level).m_probability = m
+            return
+    raise KeyError(f"no comparison {comparison!r} in the model")
+
+
 def use_trained_values(model: Model) -> None:
     """Each level's m and u become the median of its trained estimates, as Splink's Linker does
     (its own method for this is private to the Linker)."""

@@ -35,6 +35,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from tre_link.link.records import UNIQUE_ID, source_of, unique_id
+from tre_link.link.stage import link_threshold
 from tre_link.platform.config import JobConfig
 from tre_link.platform.delta_io import VersionedTable, read_delta, write_table
 from tre_link.platform.disclosure import release_count, release_rate
@@ -168,7 +169,7 @@ def sample_for_review(spark: SparkSession, cfg: JobConfig, standardised: DataFra
     an offline labelling page and a CSV to fill in."""
     review, out = cfg.review, cfg.output
     scored = read_delta(spark, out.scored_pairs_table, table="scored_pairs")
-    stratified = stratified_pairs(scored.df, cfg.linkage.threshold_match_probability, review.borderline_weight)
+    stratified = stratified_pairs(scored.df, link_threshold(spark, cfg), review.borderline_weight)
     sizes = {(r["band"], r["source_pair"]): r["n"]
              for r in stratified.groupBy("band", "source_pair").agg(F.count(F.lit(1)).alias("n")).collect()}
     if not sizes:

@@ -142,6 +142,16 @@ class Tracker:
             self.set_tags({"library_warnings": f"{len(warnings)}: " + "; ".join(warnings)})
             self.log_json(warnings, "report/library_warnings.json")
 
+    def log_guard_rails(self, untrained_levels: list[str], floored_levels: list[str]) -> None:
+        """The comparison levels training never saw and those raised to the weight floor (labels and
+        weights only), as tags a reviewer sees on the run page and in full as JSON."""
+        if untrained_levels:
+            self.set_tags({"model_untrained_levels": f"{len(untrained_levels)}: " + "; ".join(untrained_levels)})
+        if floored_levels:
+            self.set_tags({"model_floored_levels": f"{len(floored_levels)}: " + "; ".join(floored_levels)})
+        self.log_json({"untrained_levels": untrained_levels, "floored_levels": floored_levels},
+                      "report/model_guard_rails.json")
+
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, path, artifact_path=artifact_path)
 
