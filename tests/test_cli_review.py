@@ -10,6 +10,7 @@ from tre_link.cli import build_parser
 from tre_link.platform.config import load_config
 from tre_link.platform.errors import EXIT_BAD_INPUT, InputDataError
 
+
 def test_review_ingest_with_a_bad_label_is_refused_as_bad_input(tmp_path, monkeypatch):
     import tre_link.cli as cli
 
@@ -17,7 +18,7 @@ def test_review_ingest_with_a_bad_label_is_refused_as_bad_input(tmp_path, monkey
     labels.write_text("pair_id,label\nab12,maybe\n")
     config = tmp_path / "job.yaml"
     config.write_text(
-        "sources: [{name: gp, path: gp, columns: {record_id: i, given_name: g, family_name: f, dob: d, sex: s, "
+        "sources: [{name: gp, path: gp, columns: {record_id: i, nhs_number: n, given_name: g, family_name: f, dob: d, sex: s, "
         "postcode: p}}]\nlinkage: {blocking_rules_training: ['l.dob = r.dob', 'l.sex = r.sex'], "
         "blocking_rules_predict: ['l.dob = r.dob']}\n")
     # the labels are checked before Spark is needed, so the session is never built
