@@ -513,7 +513,8 @@ def _run(args) -> dict:
         rec.close()
 
         sources = tre["standardised"].report.sources
-        per_source = {name: info.records - info.opted_out for name, info in sources.items()}
+        # Opted-out records take part in linkage (issue 16): every record read is linked.
+        per_source = {name: info.records for name, info in sources.items()}
         tre_total = engines["tre_link"]["total_seconds"]
         duck_total = engines["duckdb"]["total_seconds"] if duck else None
         spark_result = engines.get("spark", {})
