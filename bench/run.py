@@ -600,12 +600,7 @@ def _run(args) -> dict:
         rec.close()
 
         sources = tre["standardised"].report.sources
-<<<<<<< HEAD
         per_source = {name: info.records for name, info in sources.items()}  # opt-outs take part in linkage (issue 16)
-=======
-        # Opted-out records take part in linkage (issue 16): every record read is linked.
-        per_source = {name: info.records for name, info in sources.items()}
->>>>>>> issue-17
         tre_total = engines["tre_link"]["total_seconds"]
         duck_total = engines["duckdb"]["total_seconds"] if duck else None
         spark_result = engines.get("spark", {})
