@@ -100,10 +100,12 @@ def standardise_rules(cfg: JobConfig) -> dict:
 
 def approved_model(tracking_uri: str, name: str) -> dict | None:
     """describe_model() of the version under alias `approved`, or None when there is none."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        return describe_model(f"models:/{name}@{APPROVED_ALIAS}", tracking_uri)
+        client.get_model_version_by_alias(name, APPROVED_ALIAS)
     except MlflowException:
-        return None
+        return None  # no such model, or no version approved yet
+    return describe_model(f"models:/{name}@{APPROVED_ALIAS}", tracking_uri)
 
 
 def approve(tracking_uri: str, name: str, version: str, reason: str, approver: str | None = None) -> dict:
