@@ -73,4 +73,4 @@ def test_the_demo_links_offline_from_bundled_jars_with_no_ivy_lookup(spark, tmp_
     # machine's speed); everything else fits on one screen.
     assert len([line for line in terminal if " running; " not in line]) <= 40, done.stderr
     assert not [line for line in terminal if "WARN" in line and "data quality" not in line], done.stderr
-    assert "[1/7] synth" in done.stderr and "finished 7 stages in" in done.stderr
+    assert "[1/8] synth" in done.stderr and "finished 8 stages in" in done.stderr

@@ -96,11 +96,10 @@ def test_library_warnings_are_collected_once_each_in_plain_words():
     assert len(collected.messages) == 2
 
 
-
-
 def test_the_demo_counts_its_stages_and_ends_with_the_total_time(demo_run):
     lines = demo_run.log_lines
     stages = [line for line in lines if re.fullmatch(r"\[\d/\d\] [a-z_ ]+(\(.*\))?", line)]
-    assert stages == ["[1/7] synth (800 people)", "[2/7] standardise", "[3/7] train", "[4/7] link",
-                      "[5/7] publish cardio_outcomes", "[6/7] publish social_care_housing", "[7/7] evaluate"]
-    assert re.fullmatch(r"finished 7 stages in (\d+m )?\d+s", lines[-1]), lines[-3:]
+    assert stages == ["[1/8] synth (800 people)", "[2/8] standardise", "[3/8] train", "[4/8] link",
+                      "[5/8] publish cardio_outcomes", "[6/8] publish social_care_housing", "[7/8] evaluate",
+                      "[8/8] report"]
+    assert re.fullmatch(r"finished 8 stages in (\d+m )?\d+s", lines[-1]), lines[-3:]
