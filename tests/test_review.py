@@ -60,7 +60,7 @@ def test_label_csv_reads_labels_case_blind_and_skips_blank_ones(tmp_path):
 def _config(root: Path) -> JobConfig:
     return JobConfig.model_validate({
         "sources": [{"name": "gp", "path": str(root / "gp"), "columns": {
-            "record_id": "id", "given_name": "g", "family_name": "f", "dob": "d", "sex": "s", "postcode": "p"}}],
+            "record_id": "id", "nhs_number": "n", "given_name": "g", "family_name": "f", "dob": "d", "sex": "s", "postcode": "p"}}],
         "linkage": {"blocking_rules_training": ["l.dob = r.dob", "l.sex = r.sex"],
                     "blocking_rules_predict": ["l.dob = r.dob"]},
         "output": {"root": str(root), "linkage_zone": str(root / "linkage"), "research_zone": str(root / "research")},
