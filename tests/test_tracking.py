@@ -84,12 +84,10 @@ def test_params_record_the_lock_file_sha256_and_package_versions(run, client):
 
 
 def test_library_warnings_are_recorded_with_the_run_in_plain_words(run, client):
-    from tre_link.platform.logs import PLAIN_WORDS
-
-    signature = PLAIN_WORDS["infer model signature"]  # MLflow says it whenever the model is registered
-    assert signature in run["summary"]["library_warnings"]
+    warnings = run["summary"]["library_warnings"]
+    assert warnings, "Splink warns about levels EM could not train on the small demo"
     tags = client.get_run(run["run_id"]).data.tags
-    assert signature in tags["library_warnings"]
+    assert all(w in tags["library_warnings"] for w in warnings)
     assert all(w.split(": ", 1)[1].strip() for w in run["summary"]["library_warnings"])  # words after the source
 
 
