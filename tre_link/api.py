@@ -213,12 +213,7 @@ class TreLink:
             tracker.log_params(tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version))
             tracker.log_json(environment.all_installed(), "environment/installed.json")
             with progress.stage("standardise"), tracker.stage("standardise"):
-                standardised = self.standardise()
-                for name, source in standardised.report.sources.items():
-                    tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
-                for name, released in standardised.report.released().items():
-                    tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
-                tracker.log_quality_warnings(standardised.report.warnings)
+                standardised = self._standardise_tracked(tracker)
             trained = None
             if model_json is None:
                 with progress.stage("train"), tracker.stage("train"):
@@ -340,12 +335,7 @@ class TreLink:
             if parent:
                 tracker.set_tags({"tre_link.parent_run": parent})
             with tracker.stage("standardise"):
-                standardised = self.standardise()
-                for name, source in standardised.report.sources.items():
-                    tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
-                for name, released in standardised.report.released().items():
-                    tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
-                tracker.log_quality_warnings(standardised.report.warnings)
+                standardised = self._standardise_tracked(tracker)
             tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
             with tracker.stage("link"):
                 linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
@@ -365,6 +355,16 @@ class TreLink:
                                    model_json=model_json, link=linked, published=published)
             tracker.log_json(result.released(), "refresh.json")
         return result
+
+    def _standardise_tracked(self, tracker: tracking.Tracker) -> StandardiseResult:
+        """standardise(), with the source versions read, released counts and quality warnings logged."""
+        standardised = self.standardise()
+        for name, source in standardised.report.sources.items():
+            tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
+        for name, released in standardised.report.released().items():
+            tracker.log_released({"records": released["records"]}, prefix=f"{name}.")
+        tracker.log_quality_warnings(standardised.report.warnings)
+        return standardised
 
     def _refresh_model(self, model: str | None) -> str:
         """The model a refresh links with; a refresh never trains one."""
