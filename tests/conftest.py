@@ -185,3 +185,26 @@ def found_record_values(text: str, values: dict[str, set[str]]) -> set[str]:
     found |= {n for n in values["name"] if len(n) >= 6} & words
     found |= {v for v in values["nhs"] | values["record_id"] if len(v) >= 8 and v.upper() in text}
     return found
+
+
+class SimulatedCrash(BaseException):
+    """The process dying right after a commit (BaseException: no `except Exception` catches it)."""
+
+
+def _crash_after_commit(monkeypatch, n: int) -> None:
+    """Die right after the n-th Delta commit (an overwrite or a MERGE)."""
+    from tre_link.platform import delta_io
+
+    commits = {"n": 0}
+
+    def crashing(real):
+        def commit(df, path, **kwargs):
+            version = real(df, path, **kwargs)
+            commits["n"] += 1
+            if commits["n"] == n:
+                raise SimulatedCrash(f"after commit {n}: {path}")
+            return version
+        return commit
+
+    monkeypatch.setattr(delta_io, "write_delta", crashing(delta_io.write_delta))
+    monkeypatch.setattr(delta_io, "merge_delta", crashing(delta_io.merge_delta))

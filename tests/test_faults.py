@@ -34,7 +34,7 @@ from tre_link.platform.zone_lock import LOCK_NAME
 from tre_link.record.report import table_checksum
 from tre_link.synth import generate
 
-from conftest import small_demo_config
+from conftest import SimulatedCrash, _crash_after_commit, small_demo_config
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 9173  # this population's own: its NHS numbers and postcodes occur in no other test's data
@@ -462,27 +462,6 @@ def test_quality_warnings_reach_the_summary_and_mlflow(demo_run):
 # ------------------------------------------------------------------------------------------------
 # 6. Runs are whole, or visibly not
 # ------------------------------------------------------------------------------------------------
-
-
-class SimulatedCrash(BaseException):
-    """The process dying right after a commit (BaseException: no `except Exception` catches it)."""
-
-
-def _crash_after_commit(monkeypatch, n: int) -> None:
-    """Die right after the n-th Delta commit (an overwrite or a MERGE)."""
-    commits = {"n": 0}
-
-    def crashing(real):
-        def commit(df, path, **kwargs):
-            version = real(df, path, **kwargs)
-            commits["n"] += 1
-            if commits["n"] == n:
-                raise SimulatedCrash(f"after commit {n}: {path}")
-            return version
-        return commit
-
-    monkeypatch.setattr(delta_io, "write_delta", crashing(delta_io.write_delta))
-    monkeypatch.setattr(delta_io, "merge_delta", crashing(delta_io.merge_delta))
 
 
 # Commits of one run: gp, hospital, council, quality_profile, person_index, person_events, scored_pairs,

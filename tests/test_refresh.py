@@ -17,31 +17,11 @@ from tre_link.platform import delta_io
 from tre_link.platform.config import JobConfig, load_config
 from tre_link.synth import generate
 
-from conftest import small_demo_config
+from conftest import SimulatedCrash, _crash_after_commit, small_demo_config
 
 SEED = 6151  # this population's own
 PEOPLE = 150
 COPIES = 20
-
-
-class SimulatedCrash(BaseException):
-    """The process dying right after a commit."""
-
-
-def _crash_after_commit(monkeypatch, n: int) -> None:
-    commits = {"n": 0}
-
-    def crashing(real):
-        def commit(df, path, **kwargs):
-            version = real(df, path, **kwargs)
-            commits["n"] += 1
-            if commits["n"] == n:
-                raise SimulatedCrash(path)
-            return version
-        return commit
-
-    monkeypatch.setattr(delta_io, "write_delta", crashing(delta_io.write_delta))
-    monkeypatch.setattr(delta_io, "merge_delta", crashing(delta_io.merge_delta))
 
 
 @dataclass(frozen=True)
