@@ -231,8 +231,17 @@ def _files_under(root: Path, since: float, outside: list[Path]) -> list[Path]:
     return files
 
 
+def _other_workers_temp(tmp_path_factory) -> list[Path]:
+    """Under pytest-xdist, the other workers' pytest temp directories: their own test data, which
+    the killed run was never given (its paths are all under this test's tmp_path)."""
+    own = tmp_path_factory.getbasetemp().resolve()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return []
+    return [d.resolve() for d in own.parent.glob("popen-gw*") if d.resolve() != own]
+
+
 def test_killed_run_leaves_no_identifier_outside_the_linkage_zone_and_a_rerun_recovers(
-        spark, population, clean_run, tmp_path):
+        spark, population, clean_run, tmp_path, tmp_path_factory):
     """`tre-link run` killed (SIGKILL) while it links: no NHS number or postcode of the population in
     any file written outside the linkage zone and the sources since it started (the system temp
     directory included, Spark's compressed shuffle blocks decoded). The next run takes over the
@@ -262,7 +271,7 @@ def test_killed_run_leaves_no_identifier_outside_the_linkage_zone_and_a_rerun_re
     finally:
         proc.wait(timeout=60)
     sources = [Path(s.path).resolve().parent for s in cfg.sources]
-    outside = [zone, *sources, Path(cfg.truth_path).resolve().parent, harness]
+    outside = [zone, *sources, Path(cfg.truth_path).resolve().parent, harness, *_other_workers_temp(tmp_path_factory)]
     roots = {Path(tempfile.gettempdir()).resolve(), REPO, tmp_path.resolve()}
     leaked, files = identifiers_in([f for r in roots for f in _files_under(r, started, outside)], identifiers)
     assert leaked == {"nhs": 0, "postcode": 0}, files
