@@ -25,8 +25,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--threshold", help="override linkage.threshold_match_probability (a probability or auto)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="link again with the model and standardised records an earlier run left in the linkage zone")
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--reuse", action="store_true",
+                       help="link again with the model and standardised records an earlier run left in the linkage zone")
+    reuse.add_argument("--retrain", action="store_true",
+                       help="train and link again on the standardised records an earlier run left in the linkage zone "
+                       "(for a changed linkage section; the sources' mappings must be unchanged)")
     args = parser.parse_args(argv)
 
     from tre_link import TreLink, load_config
@@ -47,9 +51,10 @@ def main(argv=None) -> dict:
 
                 trained = TrainResult(model_json=cfg.output.model_json)
             else:
-                start = time.perf_counter()
-                tl.standardise()
-                seconds["standardise"] = round(time.perf_counter() - start, 3)
+                if not args.retrain:
+                    start = time.perf_counter()
+                    tl.standardise()
+                    seconds["standardise"] = round(time.perf_counter() - start, 3)
                 start = time.perf_counter()
                 trained = tl.train()
                 seconds["train"] = round(time.perf_counter() - start, 3)

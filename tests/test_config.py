@@ -181,3 +181,9 @@ def test_term_frequency_on_custom_levels_is_refused(tmp_path):
         {"field": "dob", "term_frequency": True, "levels": [{"sql": "dob_l = dob_r", "label": "same"}]}]))
     with pytest.raises(ConfigError, match="term_frequency applies to a preset"):
         load_config(path)
+
+
+def test_household_key_without_a_uprn_or_address_source_is_refused(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["projects"][0].update(household_key=True))
+    with pytest.raises(ConfigError, match="household_key needs a source that maps a uprn"):
+        load_config(path)

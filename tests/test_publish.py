@@ -233,3 +233,60 @@ def test_key_never_leaks_into_output_or_logs(spark, inputs, tmp_path, caplog, ca
     # the person ids must not be logged either
     for pid in PERSON_ID.values():
         assert pid not in logged
+
+
+HOUSEHOLD_OF = {"P0001": "uprn:100023336956", "P0004": "uprn:200004199765", "P0005": "uprn:200004199765"}
+ADDRESS_OF = {"P0001": "12 PARK ROW", "P0004": "3 QUEEN STREET", "P0005": "3 QUEEN STREET"}
+
+
+def _with_households(spark, inputs):
+    """The fixture's records with a UPRN and an address on the persons who have a household, and
+    the household_index those give."""
+    person_index, standardised = inputs
+    pid = {rid: p for rid, p in PERSON_ID.items()}
+    extra = spark.createDataFrame(
+        [(rid, HOUSEHOLD_OF.get(p, "uprn:")[5:] or None, ADDRESS_OF.get(p)) for rid, p in pid.items()],
+        "record_id string, uprn string, address string")
+    households = spark.createDataFrame(
+        [(p, h, "uprn", 1) for p, h in HOUSEHOLD_OF.items()],
+        "person_id string, household_id string, household_basis string, records int")
+    return person_index, standardised.join(extra, "record_id"), households
+
+
+def test_household_keys_differ_between_projects_and_no_uprn_or_address_is_published(spark, inputs):
+    person_index, standardised, households = _with_households(spark, inputs)
+    published = {}
+    for name, key in (("alpha", PROJECT_KEY_A), ("beta", PROJECT_KEY_B)):
+        project = _project(name).model_copy(update={"household_key": True})
+        df = build_research_records(person_index=person_index, standardised=standardised, project=project,
+                                    project_key=key, households=households)
+        assert df.columns[:3] == ["person_key", "household_key", "source"]
+        published[name] = df.collect()
+        expected = {_keyed(p, key): (_keyed("household|" + HOUSEHOLD_OF[p], key) if p in HOUSEHOLD_OF else None)
+                    for p in set(PERSON_ID.values())}
+        assert {(r.person_key, r.household_key) for r in published[name]} == set(expected.items())
+    # One household (P0004 and P0005) shares a key within a project; no key is shared across projects.
+    alpha = {r.household_key for r in published["alpha"]} - {None}
+    beta = {r.household_key for r in published["beta"]} - {None}
+    assert len(alpha) == len(beta) == 2
+    assert not alpha & beta
+    # Neither the UPRN nor the address, nor the linkage zone's household id, in any published value.
+    secrets = {*HOUSEHOLD_OF.values(), *(h[5:] for h in HOUSEHOLD_OF.values()), *ADDRESS_OF.values()}
+    values = {str(v) for rows in published.values() for r in rows for v in r}
+    assert not {s for s in secrets for v in values if s in v}
+
+
+def test_household_key_without_household_index_is_refused(spark, inputs):
+    person_index, standardised = inputs
+    project = _project().model_copy(update={"household_key": True})
+    with pytest.raises(ConfigError, match="household_index"):
+        build_research_records(person_index=person_index, standardised=standardised, project=project,
+                               project_key=PROJECT_KEY_A)
+
+
+def test_uprn_address_and_household_id_cannot_be_approved_for_publishing(spark, inputs):
+    person_index, standardised, _ = _with_households(spark, inputs)
+    for column in ("uprn", "address", "household_id"):
+        with pytest.raises(ConfigError, match="identify people or records"):
+            build_research_records(person_index=person_index, standardised=standardised.withColumn("household_id", standardised.uprn),
+                                   project=_project(columns=[column]), project_key=PROJECT_KEY_A)

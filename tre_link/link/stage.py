@@ -4,7 +4,8 @@
 Person IDs are carried forward from the person index of the last finished link
 (`person_ids.assign_person_ids`). One link commits, in this order: person_index (a Delta MERGE, and
 only when a row changed), person_events (a MERGE replacing this generation's events, and only when
-there are any), scored_pairs, then links, whose commit names the person_index and person_events
+there are any), scored_pairs, household_index (where a source maps a UPRN or an address with a
+postcode), then links, whose commit names the person_index and person_events
 versions it finished with. So links marks a finished link: a link killed before it is rerun against
 the same base index and generation, and ends as one clean link would (`link_base`)."""
 
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 
 from tre_link.ingest.stage import read_standardised
 from tre_link.link.engine import link_records, prepare_records, train_model
+from tre_link.link.households import household_index
 from tre_link.link.person_ids import EVENTS, PERSON_INDEX_COLUMNS, assign_person_ids, person_events
 from tre_link.link.probabilistic import match_weight_histogram
 from tre_link.link.records import with_unique_id
@@ -84,6 +86,7 @@ class LinkResult:
     scored_pairs: VersionedTable | None = None  # every scored pair: what clerical review samples
     person_events: VersionedTable | None = None  # None until a link has had an event
     generation: int = 1  # of the person index: the number of finished links in this linkage zone
+    household_index: VersionedTable | None = None  # each person's household, where a source maps a UPRN or address
     threshold: float = 0.95  # the match probability links were made at (chosen when the config says auto)
     expected_curve: tuple[dict, ...] = ()  # expected precision/recall/F1 per threshold (model-based)
 
@@ -126,6 +129,9 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         person_index = _write_person_index(spark, cfg, index, metadata)
         events_table = _write_person_events(spark, cfg, events, run, generation, metadata)
         scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata)
+        households = (write_table(household_index(index, read_standardised(spark, cfg)),
+                                  cfg.output.household_index_table, metadata=metadata)
+                      if cfg.maps_households else None)
         # Last: its commit marks the link finished, naming the index and events it finished with.
         links = write_table(outputs.links, cfg.output.links_table, metadata={
             **metadata, "threshold": outputs.threshold, "person_index_version": person_index.version,
@@ -152,6 +158,7 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
     )
     return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
                       scored_pairs=scored, person_events=events_table, generation=generation,
+                      household_index=households,
                       threshold=outputs.threshold, expected_curve=tuple(outputs.expected_curve))
 
 

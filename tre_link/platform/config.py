@@ -230,6 +230,11 @@ class OutputConfig(_Strict):
         return f"{self.linkage_zone}/person_events"
 
     @property
+    def household_index_table(self) -> str:
+        """Each person's household (from UPRNs, else addresses with postcodes) at the link's extracts."""
+        return f"{self.linkage_zone}/household_index"
+
+    @property
     def model_json(self) -> str:
         return f"{self.linkage_zone}/model/splink_model.json"
 
@@ -403,6 +408,9 @@ class ProjectConfig(_Strict):
     dob: Literal["year_month", "age_band", "drop"] = "age_band"
     postcode: Literal["district", "sector", "drop"] = "district"
     age_reference_date: date = Field(date(2026, 1, 1), description="Ages are taken at this date, so reruns agree.")
+    household_key: bool = Field(
+        False, description="Publish household_key: an HMAC of each person's household (linkage zone's household_index) "
+        "under the project's key. The UPRN and address themselves are never published.")
 
 
 class ReportConfig(_Strict):
@@ -474,6 +482,20 @@ class JobConfig(_Strict):
         if published:
             raise ValueError(f"projects: column(s) {published} are identifiers and cannot be published")
         return self
+
+    @model_validator(mode="after")
+    def _households_for_household_keys(self) -> JobConfig:
+        wanting = [p.name for p in self.projects if p.household_key]
+        if wanting and not self.maps_households:
+            raise ValueError(f"projects {wanting}: household_key needs a source that maps a uprn, or an address "
+                             "with a postcode")
+        return self
+
+    @property
+    def maps_households(self) -> bool:
+        """Whether any source maps a UPRN, or an address with a postcode: what a household comes from."""
+        return any(s.columns.uprn is not None or (s.columns.address is not None and s.columns.postcode is not None)
+                   for s in self.sources)
 
     @model_validator(mode="after")
     def _scratch_in_the_linkage_zone(self) -> JobConfig:

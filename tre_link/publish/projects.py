@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Every standardised identifier and derived key, plus the linkage zone's own ids.
 FORBIDDEN_COLUMNS = (frozenset(STANDARD_COLUMNS) - {"source", "sex"}) | {
     "person_id", "cluster_id", "cluster_size", "link_method", UNIQUE_ID, DETERMINISTIC_KEY,
+    "household_id", "household_basis",
 }
 _INDEX_COLUMNS = ("source", "record_id", "person_id")
 _STANDARDISED_REQUIRED = ("source", "record_id", "dob", "sex")
@@ -104,7 +105,7 @@ def _check_columns(project: ProjectConfig, person_index: DataFrame, standardised
             f"project {project.name}: column(s) {forbidden} identify people or records and cannot be "
             "published; use the project's dob/postcode settings for generalised forms"
         )
-    fixed = {"person_key", "source", "sex", "dob_year_month", "age_band"}
+    fixed = {"person_key", "household_key", "source", "sex", "dob_year_month", "age_band"}
     clashing = [c for c in project.columns if c in fixed]
     if clashing:
         raise ConfigError(f"project {project.name}: column(s) {clashing} are always published; remove them from columns")
@@ -119,17 +120,31 @@ def _check_columns(project: ProjectConfig, person_index: DataFrame, standardised
         )
 
 
+# Prefixed to a household id before it is keyed, so a household key can never equal a person key.
+HOUSEHOLD_KEY_DOMAIN = "household|"
+
+
 def build_research_records(
-    *, person_index: DataFrame, standardised: DataFrame, project: ProjectConfig, project_key: bytes
+    *, person_index: DataFrame, standardised: DataFrame, project: ProjectConfig, project_key: bytes,
+    households: DataFrame | None = None,
 ) -> DataFrame:
-    """The research extract as a DataFrame (not written); see publish_project."""
+    """The research extract as a DataFrame (not written); see publish_project. `households` is the
+    linkage zone's household_index, needed when the project publishes household keys."""
     _check_columns(project, person_index, standardised)
+    if project.household_key and households is None:
+        raise ConfigError(f"project {project.name}: household_key needs the linkage zone's household_index; "
+                          "run link with a source that maps a uprn, or an address with a postcode")
     # Hashing the narrow index side spares sorting both sides of a 1:1 join.
     index = person_index.select("source", "record_id", "person_id").hint("shuffle_hash")
     joined = index.join(standardised, on=["source", "record_id"], how="inner")
-    keyed = with_keyed_columns(joined, project_key, {"person_key": hmac_sha256_hex(F.col("person_id").cast("string"))})
+    keys = {"person_key": hmac_sha256_hex(F.col("person_id").cast("string"))}
+    if project.household_key:
+        # Only the household id is read: the UPRN and address never leave the linkage zone.
+        joined = joined.join(households.select("person_id", "household_id"), "person_id", "left")
+        keys["household_key"] = hmac_sha256_hex(F.concat(F.lit(HOUSEHOLD_KEY_DOMAIN), F.col("household_id")))
+    keyed = with_keyed_columns(joined, project_key, keys)
 
-    out = [F.col("person_key"), F.col("source")]
+    out = [F.col("person_key"), *([F.col("household_key")] if project.household_key else []), F.col("source")]
     if project.dob == "year_month":
         out.append(F.date_format(F.col("dob"), "yyyy-MM").alias("dob_year_month"))
     elif project.dob == "age_band":
@@ -153,16 +168,18 @@ def publish_project(
     project_key: bytes,
     output: OutputConfig,
     metadata: dict | None = None,
+    households: DataFrame | None = None,
 ) -> VersionedTable:
     """Write the project's research extract to `{research_zone}/{project}/records` (Delta), with
     `metadata` (which link run it came from) in the commit.
 
-    Columns: person_key, source, [dob_year_month | age_band], sex, [postcode_district |
+    Columns: person_key, [household_key: when the project asks for it, from `households`], source, [dob_year_month | age_band], sex, [postcode_district |
     postcode_sector], then the project's approved columns in the configured order.
     """
     path = research_path(project, output)
     records = build_research_records(
-        person_index=person_index, standardised=standardised, project=project, project_key=project_key
+        person_index=person_index, standardised=standardised, project=project, project_key=project_key,
+        households=households,
     )
     written = write_table(records, path, metadata=metadata)
     log.info("published project %s to %s (Delta version %d)", project.name, path, written.version)

@@ -15,7 +15,7 @@ from tre_link.link.stage import linked_tables
 from tre_link.platform.config import JobConfig, ProjectConfig
 from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, version_or_none, write_table
 from tre_link.platform.disclosure import release_counts
-from tre_link.platform.errors import SecretKeyError
+from tre_link.platform.errors import InputDataError, SecretKeyError
 from tre_link.platform.secrets import load_key, require_distinct
 from tre_link.publish.projects import build_key_events, key_events_path, publish_project
 
@@ -74,10 +74,24 @@ def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishRe
         project_key=key,
         output=cfg.output,
         metadata=metadata,
+        households=_households(spark, cfg, metadata["link_run"]) if project.household_key else None,
     )
     key_events = write_table(_key_events(spark, cfg, key, left_out), key_events_path(project, cfg.output),
                              metadata=metadata)
     return PublishResult(project=project.name, research=research, report=report, key_events=key_events)
+
+
+def _households(spark: SparkSession, cfg: JobConfig, link_run: str | None) -> DataFrame:
+    """The household_index the last link wrote, refused when another link run wrote it."""
+    path = cfg.output.household_index_table
+    if version_or_none(spark, path) is None:
+        raise InputDataError("household_index: no such table in the linkage zone; run link (with a source that "
+                             "maps a uprn, or an address with a postcode) before publishing household keys")
+    table = read_delta(spark, path, table="household_index")
+    if commit_metadata(spark, path, table.version).get("link_run") != link_run:
+        raise InputDataError("household_index and links were written by different link runs: run link again "
+                             "before publishing household keys")
+    return table.df
 
 
 def _key_events(spark: SparkSession, cfg: JobConfig, key: bytes, left_out: DataFrame | None) -> DataFrame:
