@@ -67,8 +67,9 @@ def refreshed(spark, tmp_path_factory) -> Refreshed:
     copies.write.format("delta").mode("append").save(council.path)
 
     with pytest.MonkeyPatch.context() as patched:
-        # Killed after its person_events commit: gp, hospital, council, quality_profile, person_index, person_events.
-        _crash_after_commit(patched, 6)
+        # Killed after its person_events commit: council (the one source that changed), quality_profile,
+        # person_index, person_events.
+        _crash_after_commit(patched, 4)
         with pytest.raises(SimulatedCrash):
             tl.refresh()
     refreshed = tl.refresh()
