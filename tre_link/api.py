@@ -347,47 +347,47 @@ class TreLink:
             base = link_stage.link_base(spark, cfg)  # again, now the zone is held
             # Found, and every refusal made, before the MLflow run starts or anything is written.
             changes = self._source_changes(base) if base.person_index is not None and base.sources else {}
-        with self._holding_zone("refresh"), tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
-            parent = base.run if base.person_index is not None else None
-            tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
-                                "parent_run": parent or "", "base_generation": base.generation,
-                                "incremental": bool(changes)})
-            if parent:
-                tracker.set_tags({"tre_link.parent_run": parent})
-            for name, change in changes.items():
-                tracker.log_params({f"source.{name}.from_version": change.from_version,
-                                    f"source.{name}.changes_method": change.method})
-                tracker.log_released(change.released(), prefix=f"{name}.")
-            with tracker.stage("standardise"):
-                standardised = self._standardise_tracked(tracker, changes)
-            tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
-            with tracker.stage("link"):
-                if changes:
-                    changed, removed = _changed_record_ids(cfg, changes)
-                    sources = {name: {"version": change.to_version,
-                                      "standardised_version": standardised.standardised[name].version}
-                               for name, change in changes.items()}
-                    linked = link_stage.refresh_link(spark, cfg, model_json, changed=changed, removed=removed,
-                                                     sources=sources, run=tracker.run_id)
-                else:
-                    log.info("refresh: the last link recorded no source versions, so every record is linked again")
-                    linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
-                tracker.log_released(linked.report.released())
-                tracker.log_params({"generation": linked.generation,
-                                    "person_index.version": linked.person_index.version,
-                                    "threshold_match_probability_used": linked.threshold})
-                tracker.log_checksums(report.output_checksums(
-                    {"links": linked.links.df, "person_index": linked.person_index.df}))
-            published = {}
-            for project in cfg.projects:
-                with tracker.stage(f"publish_{project.name}"):
-                    published[project.name] = self.publish(project.name)
-                    released = published[project.name].report.released()
-                    tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
-                                         prefix=f"{project.name}.")
-            result = RefreshResult(run_id=tracker.run_id, parent_run=parent, standardise=standardised,
-                                   model_json=model_json, link=linked, published=published, changes=changes)
-            tracker.log_json(result.released(), "refresh.json")
+            with tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
+                parent = base.run if base.person_index is not None else None
+                tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
+                                    "parent_run": parent or "", "base_generation": base.generation,
+                                    "incremental": bool(changes)})
+                if parent:
+                    tracker.set_tags({"tre_link.parent_run": parent})
+                for name, change in changes.items():
+                    tracker.log_params({f"source.{name}.from_version": change.from_version,
+                                        f"source.{name}.changes_method": change.method})
+                    tracker.log_released(change.released(), prefix=f"{name}.")
+                with tracker.stage("standardise"):
+                    standardised = self._standardise_tracked(tracker, changes)
+                tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
+                with tracker.stage("link"):
+                    if changes:
+                        changed, removed = _changed_record_ids(cfg, changes)
+                        sources = {name: {"version": change.to_version,
+                                          "standardised_version": standardised.standardised[name].version}
+                                   for name, change in changes.items()}
+                        linked = link_stage.refresh_link(spark, cfg, model_json, changed=changed, removed=removed,
+                                                         sources=sources, run=tracker.run_id)
+                    else:
+                        log.info("refresh: the last link recorded no source versions, so every record is linked again")
+                        linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
+                    tracker.log_released(linked.report.released())
+                    tracker.log_params({"generation": linked.generation,
+                                        "person_index.version": linked.person_index.version,
+                                        "threshold_match_probability_used": linked.threshold})
+                    tracker.log_checksums(report.output_checksums(
+                        {"links": linked.links.df, "person_index": linked.person_index.df}))
+                published = {}
+                for project in cfg.projects:
+                    with tracker.stage(f"publish_{project.name}"):
+                        published[project.name] = self.publish(project.name)
+                        released = published[project.name].report.released()
+                        tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
+                                             prefix=f"{project.name}.")
+                result = RefreshResult(run_id=tracker.run_id, parent_run=parent, standardise=standardised,
+                                       model_json=model_json, link=linked, published=published, changes=changes)
+                tracker.log_json(result.released(), "refresh.json")
         return result
 
     def _source_changes(self, base: link_stage.LinkBase) -> dict[str, SourceChanges]:
