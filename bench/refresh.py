@@ -1,7 +1,8 @@
 """Benchmark: incremental refresh against a full run, on the project's synthetic population.
 
     python bench/refresh.py --people 20000 --refreshes 3 [--add 0.01 --update 0.002 --delete 0.001
-                            --opt-out 0.001] [--out DIR] [--shuffle-partitions N] [--driver-memory 16g]
+                            --opt-out 0.001] [--change-feed] [--out DIR] [--shuffle-partitions N]
+                            [--driver-memory 16g]
 
 The generator makes the population; `--refreshes` x `--add` of every source's records are held back
 from the base. The base is linked in full (standardise, train, link, publish every project: the full
@@ -47,6 +48,8 @@ def parse_args(argv):
     p.add_argument("--update", type=float, default=0.002, help="share of records each refresh updates")
     p.add_argument("--delete", type=float, default=0.001, help="share of records each refresh deletes")
     p.add_argument("--opt-out", type=float, default=0.001, help="share of records whose NHS number opts out")
+    p.add_argument("--change-feed", action="store_true",
+                   help="turn Delta's change data feed on for every source before the base (else refresh diffs versions)")
     p.add_argument("--out", default=str(REPO / "out" / "bench_refresh"))
     p.add_argument("--shuffle-partitions", type=int)
     p.add_argument("--driver-memory")
@@ -187,6 +190,9 @@ def _run(args) -> dict:
         ensure_demo_keys(cfg)
         log.info("synth: %s people", f"{args.people:,}")
         generate(spark, cfg.synth)
+        if args.change_feed:
+            for source in cfg.sources:
+                spark.sql(f"ALTER TABLE delta.`{source.path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
         generated = hold_back(spark, cfg, args.add * args.refreshes)
 
         tl = TreLink(spark, cfg)
