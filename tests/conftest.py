@@ -199,19 +199,25 @@ class SimulatedCrash(BaseException):
 
 
 def _crash_after_commit(monkeypatch, n: int) -> None:
-    """Die right after the n-th Delta commit (an overwrite or a MERGE)."""
+    """Die right after the n-th Delta commit (an overwrite or a MERGE; a merge of changes that
+    had nothing to apply commits nothing, and is not counted)."""
     from tre_link.platform import delta_io
 
-    commits = {"n": 0}
+    commits = {"n": 0, "depth": 0}
 
     def crashing(real):
-        def commit(df, path, **kwargs):
-            version = real(df, path, **kwargs)
-            commits["n"] += 1
-            if commits["n"] == n:
-                raise SimulatedCrash(f"after commit {n}: {path}")
+        def commit(*args, **kwargs):
+            commits["depth"] += 1  # merge_changes creates a table by write_delta: one commit
+            try:
+                version = real(*args, **kwargs)
+            finally:
+                commits["depth"] -= 1
+            if version is not None and commits["depth"] == 0:
+                commits["n"] += 1
+                if commits["n"] == n:
+                    raise SimulatedCrash(f"after commit {n}")
             return version
         return commit
 
-    monkeypatch.setattr(delta_io, "write_delta", crashing(delta_io.write_delta))
-    monkeypatch.setattr(delta_io, "merge_delta", crashing(delta_io.merge_delta))
+    for name in ("write_delta", "merge_delta", "merge_changes"):
+        monkeypatch.setattr(delta_io, name, crashing(getattr(delta_io, name)))

@@ -67,8 +67,9 @@ def refreshed(spark, tmp_path_factory) -> Refreshed:
     copies.write.format("delta").mode("append").save(council.path)
 
     with pytest.MonkeyPatch.context() as patched:
-        # Killed after its person_events commit: gp, hospital, council, quality_profile, person_index, person_events.
-        _crash_after_commit(patched, 6)
+        # Killed after its person_events commit: council (the one source that changed), quality_profile,
+        # person_index, person_events.
+        _crash_after_commit(patched, 4)
         with pytest.raises(SimulatedCrash):
             tl.refresh()
     refreshed = tl.refresh()
@@ -162,3 +163,45 @@ def test_refresh_refuses_a_model_other_than_the_index_was_built_with_unless_name
     with pytest.raises(ConfigError, match="built with another model"):
         TreLink(spark, configured).refresh()
     assert {t: delta_io.latest_version(spark, t) for t in versions} == versions, "nothing was written"
+
+
+def test_reproduce_of_a_refresh_run_compares_its_partition_with_a_full_link(spark, refreshed):
+    result = TreLink(spark, refreshed.cfg).reproduce(refreshed.refresh_run)
+    assert result["refresh"] is True
+    assert set(result["tables"]) == {"person_index_partition"}
+    assert result["tables"]["person_index_partition"]["records_in_different_company"] is None  # 0: suppressed
+    assert result["identical"], result["tables"]
+
+
+def test_refresh_refuses_an_older_source_version_and_a_changed_schema_writing_nothing(spark, refreshed):
+    """Last in this module: it changes the council source's schema (and puts it back)."""
+    from delta.tables import DeltaTable
+    from mlflow.tracking import MlflowClient
+
+    from tre_link.platform.errors import SourceSchemaChanged, SourceVersionOlder
+
+    cfg = refreshed.cfg
+    council = _council(cfg)
+    tables = [cfg.output.person_index_table, cfg.output.links_table, cfg.output.person_events_table,
+              cfg.output.quality_profile_table, *[cfg.output.standardised_table(s.name) for s in cfg.sources]]
+    versions = {t: delta_io.latest_version(spark, t) for t in tables}
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    runs = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+
+    older = cfg.model_copy(update={"sources": [s.model_copy(update={"version": 0}) if s.name == "council" else s
+                                               for s in cfg.sources]})
+    with pytest.raises(SourceVersionOlder, match="source council: version 0 is older than version 1"):
+        TreLink(spark, older).refresh(model=cfg.output.model_json)
+
+    before = delta_io.latest_version(spark, council.path)
+    source = spark.read.format("delta").load(council.path)
+    source.limit(1).withColumn("extra", F.lit("x")).write.format("delta").mode("append") \
+        .option("mergeSchema", "true").save(council.path)
+    try:
+        with pytest.raises(SourceSchemaChanged, match=r"source council: its schema changed .*\['extra'\]"):
+            TreLink(spark, cfg).refresh(model=cfg.output.model_json)
+    finally:
+        DeltaTable.forPath(spark, council.path).restoreToVersion(before)
+    assert {t: delta_io.latest_version(spark, t) for t in tables} == versions, "nothing was written"
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs, \
+        "no MLflow run was started"

@@ -23,7 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -31,18 +31,23 @@ from pyspark.sql import SparkSession
 import pandas as pd
 
 from tre_link.ingest import quality
+from tre_link.ingest.changes import SourceChanges, source_changes
 from tre_link.ingest import stage as ingest
 from tre_link.ingest.stage import StandardiseResult, read_standardised
 from tre_link.link import probabilistic
 from tre_link.link import stage as link_stage
 from tre_link.link.blocking_report import BlockingReport, blocking_report
 from tre_link.link.engine import prepare_records
+from tre_link.link.records import unique_id
+from tre_link.link.refresh import partition_differences
 from tre_link.link.stage import LinkResult, TrainResult
 from tre_link.platform import storage
 from tre_link.platform.config import JobConfig, load_config
 from tre_link.platform import logs
 from tre_link.platform.delta_io import read_delta
-from tre_link.platform.errors import ConfigError
+from tre_link.platform.errors import ConfigError, InputDataError
+from tre_link.platform.disclosure import release_count
+from tre_link.platform import delta_io
 from tre_link.platform.progress import Progress
 from tre_link.platform.spark import owner_only_dir, remove_abandoned_scratch, run_checkpoint_dir
 from tre_link.platform.zone_lock import hold_zone
@@ -76,16 +81,27 @@ class RefreshResult:
     model_json: str
     link: LinkResult
     published: dict[str, PublishResult]
+    # Per source, its changes since the versions the index was built from (`ingest.changes`);
+    # empty for a refresh that relinked everything (a zone whose link recorded no source versions).
+    changes: dict[str, SourceChanges] = field(default_factory=dict)
+
+    @property
+    def incremental(self) -> bool:
+        return bool(self.changes)
 
     def released(self) -> dict:
-        """What may leave the linkage zone: events by type and per-project opt-outs, disclosure-controlled."""
+        """What may leave the linkage zone: records added, updated and deleted per source, events
+        by type and per-project opt-outs, disclosure-controlled."""
         linkage = self.link.report.released()
         return {
             "run_id": self.run_id,
             "parent_run": self.parent_run,
+            "incremental": self.incremental,
             "generation": self.link.generation,
             "person_index_version": self.link.person_index.version,
             "sources": self.standardise.report.released(),
+            "changes": {name: {**c.released(), "method": c.method, "from_version": c.from_version,
+                               "to_version": c.to_version} for name, c in self.changes.items()},
             "events": {k.removeprefix("events_"): v for k, v in linkage.items() if k.startswith("events_")},
             "records_indexed": linkage["records_indexed"],
             "persons": linkage["persons"],
@@ -327,38 +343,75 @@ class TreLink:
             raise ConfigError(f"refresh: the person index was built with another model than {model}; "
                               "give --model to link with it anyway (its changes to persons become events), or "
                               "the model the index was built with")
-        with self._holding_zone("refresh"), tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
+        with self._holding_zone("refresh"):
             base = link_stage.link_base(spark, cfg)  # again, now the zone is held
-            parent = base.run if base.person_index is not None else None
-            tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
-                                "parent_run": parent or "", "base_generation": base.generation})
-            if parent:
-                tracker.set_tags({"tre_link.parent_run": parent})
-            with tracker.stage("standardise"):
-                standardised = self._standardise_tracked(tracker)
-            tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
-            with tracker.stage("link"):
-                linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
-                tracker.log_released(linked.report.released())
-                tracker.log_params({"generation": linked.generation,
-                                    "person_index.version": linked.person_index.version})
-                tracker.log_checksums(report.output_checksums(
-                    {"links": linked.links.df, "person_index": linked.person_index.df}))
-            published = {}
-            for project in cfg.projects:
-                with tracker.stage(f"publish_{project.name}"):
-                    published[project.name] = self.publish(project.name)
-                    released = published[project.name].report.released()
-                    tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
-                                         prefix=f"{project.name}.")
-            result = RefreshResult(run_id=tracker.run_id, parent_run=parent, standardise=standardised,
-                                   model_json=model_json, link=linked, published=published)
-            tracker.log_json(result.released(), "refresh.json")
+            # Found, and every refusal made, before the MLflow run starts or anything is written.
+            changes = self._source_changes(base) if base.person_index is not None and base.sources else {}
+            with tracking.pipeline_run(cfg, self._config_label(), "refresh") as tracker:
+                parent = base.run if base.person_index is not None else None
+                tracker.log_params({**tracking.run_params(cfg, self._config_label(), self._config_sha256(), spark.version),
+                                    "parent_run": parent or "", "base_generation": base.generation,
+                                    "incremental": bool(changes)})
+                if parent:
+                    tracker.set_tags({"tre_link.parent_run": parent})
+                for name, change in changes.items():
+                    tracker.log_params({f"source.{name}.from_version": change.from_version,
+                                        f"source.{name}.changes_method": change.method})
+                    tracker.log_released(change.released(), prefix=f"{name}.")
+                with tracker.stage("standardise"):
+                    standardised = self._standardise_tracked(tracker, changes)
+                tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
+                with tracker.stage("link"):
+                    if changes:
+                        changed, removed = _changed_record_ids(cfg, changes)
+                        sources = {name: {"version": change.to_version,
+                                          "standardised_version": standardised.standardised[name].version}
+                                   for name, change in changes.items()}
+                        linked = link_stage.refresh_link(spark, cfg, model_json, changed=changed, removed=removed,
+                                                         sources=sources, run=tracker.run_id)
+                    else:
+                        log.info("refresh: the last link recorded no source versions, so every record is linked again")
+                        linked = link_stage.link(spark, cfg, model_json, run=tracker.run_id)
+                    tracker.log_released(linked.report.released())
+                    tracker.log_params({"generation": linked.generation,
+                                        "person_index.version": linked.person_index.version,
+                                        "threshold_match_probability_used": linked.threshold})
+                    tracker.log_checksums(report.output_checksums(
+                        {"links": linked.links.df, "person_index": linked.person_index.df}))
+                published = {}
+                for project in cfg.projects:
+                    with tracker.stage(f"publish_{project.name}"):
+                        published[project.name] = self.publish(project.name)
+                        released = published[project.name].report.released()
+                        tracker.log_released({k: v for k, v in released.items() if k != "opt_outs_version"},
+                                             prefix=f"{project.name}.")
+                result = RefreshResult(run_id=tracker.run_id, parent_run=parent, standardise=standardised,
+                                       model_json=model_json, link=linked, published=published, changes=changes)
+                tracker.log_json(result.released(), "refresh.json")
         return result
 
-    def _standardise_tracked(self, tracker: tracking.Tracker) -> StandardiseResult:
-        """standardise(), with the source versions read, released counts and quality warnings logged."""
-        standardised = self.standardise()
+    def _source_changes(self, base: link_stage.LinkBase) -> dict[str, SourceChanges]:
+        """Each source's changes since the version the last finished link read (`base.sources`),
+        up to its pinned or latest version; a source new to the index is all inserted."""
+        changes = {}
+        for source in self.config.sources:
+            to_version = source.version if source.version is not None else delta_io.version_or_none(
+                self.spark, source.path)
+            if to_version is None:
+                raise InputDataError(f"table {source.name}: no Delta table at path {source.path}")
+            changes[source.name] = source_changes(self.spark, source.name, source.path, source.columns.record_id,
+                                                  base.sources.get(source.name, {}).get("version"), to_version)
+        return changes
+
+    def _standardise_tracked(self, tracker: tracking.Tracker,
+                             changes: dict[str, SourceChanges] | None = None) -> StandardiseResult:
+        """standardise() (or, given `changes`, only the changed records), with the source versions
+        read, released counts and quality warnings logged."""
+        if changes:
+            with self._holding_zone("standardise"):
+                standardised = ingest.standardise_changes(self.spark, self.config, changes)
+        else:
+            standardised = self.standardise()
         for name, source in standardised.report.sources.items():
             tracker.log_params({f"source.{name}.path": source.path, f"source.{name}.version": source.version})
         for name, released in standardised.report.released().items():
@@ -420,7 +473,9 @@ class TreLink:
         """Rerun standardise and link for a logged run, every source pinned by Delta time travel to
         the version the run read and with the run's own model, into the linkage zone's
         reproduce/RUN_ID; compare links and person_index with the logged checksums. `identical`
-        is True only when both agree."""
+        is True only when both agree. A refresh run is reproduced as a full link of the sources it
+        read, at its threshold, and compared by partition with the person index it committed
+        (time travel in the zone): its person IDs, inherited from earlier links, are not reissued."""
         cfg = self.config
         run = LoggedRun.load(run_id, cfg.tracking_uri)
         root = f"{cfg.output.linkage_zone.rstrip('/')}/reproduce/{run_id}"
@@ -432,13 +487,32 @@ class TreLink:
                         run_id, "; ".join(package_differences))
         log.info("reproduce: run %s with sources pinned %s and its logged model", run_id,
                  {s.name: s.version for s in pinned.sources})
+        refresh = run.params.get("incremental") == "True"
+        if refresh and "threshold_match_probability_used" in run.params:
+            # The threshold the refresh linked at (its base link's), not the config's.
+            threshold = float(run.params["threshold_match_probability_used"])
+            pinned = pinned.model_copy(update={"linkage": pinned.linkage.model_copy(
+                update={"threshold_match_probability": threshold})})
         with self._holding_zone(f"reproduce {run_id}"):
             ingest.standardise_sources(self.spark, pinned)
             linked = link_stage.link(self.spark, pinned, model_json)
-        tables = compare_with_logged(run, report.output_checksums(
-            {"links": linked.links.df, "person_index": linked.person_index.df}))
+        if refresh:
+            # A refresh's person IDs come from every link before it, which a rerun from an empty
+            # index cannot issue again: what it can reproduce is the partition into persons.
+            logged = read_delta(self.spark, cfg.output.person_index_table, int(run.params["person_index.version"]),
+                                table="person_index").df
+            differences = partition_differences(linked.person_index.df, logged)
+            tables = {"person_index_partition": {
+                "compared": "the partition of records into persons (person IDs of a refresh are inherited "
+                            "from earlier links and are not reproduced)",
+                "records_in_different_company": release_count(differences),
+                "identical": differences == 0}}
+        else:
+            tables = compare_with_logged(run, report.output_checksums(
+                {"links": linked.links.df, "person_index": linked.person_index.df}))
         return {
             "run_id": run_id,
+            "refresh": refresh,
             "identical": all(t["identical"] for t in tables.values()),
             "config_file": self._config_label(),
             "config_sha256_matches": self._config_sha256() == run.params.get("config_sha256"),
@@ -481,6 +555,28 @@ class TreLink:
         if self.config_path:
             return tracking.config_hash(self.config_path)
         return hashlib.sha256(self.config.model_dump_json().encode()).hexdigest()
+
+
+def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges]):
+    """(changed, removed) unique_ids over every source: inserted or updated; deleted or updated."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    def ids(frames):
+        return reduce(lambda a, b: a.unionByName(b), frames).distinct()
+
+    changed, removed = [], []
+    for source in cfg.sources:
+        change = changes[source.name]
+
+        def uid(df):
+            return df.select(unique_id(F.lit(source.name), F.col(source.columns.record_id).cast("string"))
+                             .alias("unique_id"))
+
+        changed += [uid(change.inserted), uid(change.updated)]
+        removed += [uid(change.updated), uid(change.deleted)]
+    return ids(changed), ids(removed)
 
 
 def write_summary(cfg: JobConfig, summary: dict) -> None:

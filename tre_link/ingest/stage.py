@@ -105,6 +105,13 @@ def standardise_sources(spark: SparkSession, cfg: JobConfig) -> StandardiseResul
                              report=StandardiseReport(run=run, sources=reports, warnings=warnings))
 
 
+def _in_linkage_form(records: DataFrame, cfg: JobConfig, source: SourceConfig, key: bytes | None) -> DataFrame:
+    """Standardised records with their NHS numbers in the form the linkage compares."""
+    if cfg.linkage.nhs_number_form == "token" and source.nhs_number_form == "plain":
+        return _tokenise(records, key)
+    return records
+
+
 def _standardise_one(spark: SparkSession, cfg: JobConfig, source: SourceConfig, key: bytes | None, run: str):
     raw = read_delta(spark, source.path, source.version, table=source.name)
     with reading(source.name):
@@ -115,8 +122,7 @@ def _standardise_one(spark: SparkSession, cfg: JobConfig, source: SourceConfig, 
         rows = standardise.check_standardised(
             records, source.name, record_ids=standardise.source_record_ids(raw.df, source)
         )["rows"]
-        if cfg.linkage.nhs_number_form == "token" and source.nhs_number_form == "plain":
-            records = _tokenise(records, key)
+        records = _in_linkage_form(records, cfg, source, key)
         profile = Observation(f"quality_profile_{source.name}")
         path = cfg.output.standardised_table(source.name)
         table = write_table(records.observe(profile, *quality.profile_counts()), path,
@@ -130,15 +136,79 @@ def _standardise_one(spark: SparkSession, cfg: JobConfig, source: SourceConfig, 
     return table, report, counts, notes + quality.quality_warnings(source, counts)
 
 
+def standardised_versions(spark: SparkSession, cfg: JobConfig) -> dict[str, dict]:
+    """Per source with a standardised table: the source version it holds (recorded with its last
+    commit) and the table's own version. A link records these with its links commit, so a refresh
+    knows which source versions the person index was built from (`link_stage.link_base`)."""
+    held = {}
+    for source in cfg.sources:
+        path = cfg.output.standardised_table(source.name)
+        version = version_or_none(spark, path)
+        if version is not None:
+            held[source.name] = {"version": commit_metadata(spark, path, version).get("source_version"),
+                                 "standardised_version": version}
+    return held
+
+
+def standardise_changes(spark: SparkSession, cfg: JobConfig, changes: dict) -> StandardiseResult:
+    """Standardise only the changed records of each source (`changes`: name -> `changes.SourceChanges`)
+    and MERGE them into its standardised table, deleted records removed, one commit per source that
+    changed; then the quality profile of every source as it now stands (read from the standardised
+    tables, not standardised again), checked against the floors. All or nothing, as
+    `standardise_sources`; a rerun with the same changes commits nothing more to the tables."""
+    from tre_link.platform.delta_io import merge_changes
+
+    key = linkage_key(cfg)
+    run = uuid.uuid4().hex
+    written, reports, profiles, warnings, runs = {}, {}, [], [], {}
+    previous = {s.name: version_or_none(spark, cfg.output.standardised_table(s.name)) for s in cfg.sources}
+    try:
+        for source in cfg.sources:
+            change, path = changes[source.name], cfg.output.standardised_table(source.name)
+            if change.any or previous[source.name] is None:
+                with reading(source.name):
+                    upserts = standardise.standardise_source(change.inserted.unionByName(change.updated), source)
+                    if change.added or change.changed:
+                        ids = standardise.source_record_ids(change.inserted.unionByName(change.updated), source)
+                        standardise.check_record_ids(upserts, source.name, record_ids=ids)
+                    deleted = change.deleted.select(F.col(source.columns.record_id).cast("string").alias("record_id"))
+                    merge_changes(_in_linkage_form(upserts, cfg, source, key), deleted, path, on=["record_id"],
+                                  metadata={"standardise_run": run, "source_version": change.to_version})
+            table = read_delta(spark, path, table=f"standardised/{source.name}")
+            runs[source.name] = commit_metadata(spark, path, table.version).get("standardise_run")
+            counts = table.df.agg(*quality.profile_counts()).first().asDict()
+            if breaches := quality.floor_breaches(source, counts):
+                raise InputDataError(f"table {source.name}: below its quality floors: " + "; ".join(breaches)
+                                     + " (set sources[].quality_floors to change a floor, or fix the mapping or extract)")
+            profiles.append(quality.profile_from_counts(spark, source.name, counts))
+            warnings += quality.quality_warnings(source, counts)
+            written[source.name] = table
+            reports[source.name] = SourceReport(path=source.path, version=change.to_version, records=counts["rows"])
+        profile_table = write_table(standardise.union_sources(profiles), cfg.output.quality_profile_table,
+                                    metadata={"standardise_run": run, "standardised_runs": runs})
+    except BaseException:
+        for name, version in previous.items():
+            if version_or_none(spark, cfg.output.standardised_table(name)) != version:
+                restore(spark, cfg.output.standardised_table(name), version)
+        raise
+    for warning in warnings:
+        log.warning("data quality: %s", warning)
+    return StandardiseResult(standardised=written, quality_profile=profile_table,
+                             report=StandardiseReport(run=run, sources=reports, warnings=warnings))
+
+
 def read_standardised(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     """Every source's standardised table from the linkage zone, as one frame. Refused when they
     were not all written by the standardisation that wrote the quality profile (one stopped
     half-way), so a half-finished run is never linked."""
     runs = {s.name: commit_metadata(spark, cfg.output.standardised_table(s.name)).get("standardise_run")
             for s in cfg.sources if version_or_none(spark, cfg.output.standardised_table(s.name)) is not None}
-    finished = commit_metadata(spark, cfg.output.quality_profile_table).get("standardise_run") \
-        if version_or_none(spark, cfg.output.quality_profile_table) is not None else None
-    stale = sorted(name for name, run in runs.items() if run != finished)
+    profile = commit_metadata(spark, cfg.output.quality_profile_table) \
+        if version_or_none(spark, cfg.output.quality_profile_table) is not None else {}
+    finished = profile.get("standardise_run")
+    # A refresh commits only the sources that changed; its profile names the run behind each table.
+    expected = profile.get("standardised_runs") or {}
+    stale = sorted(name for name, run in runs.items() if run != expected.get(name, finished))
     if finished is not None and stale:
         raise InputDataError(
             f"standardised tables {stale} were not written by the last finished standardisation "

@@ -151,6 +151,14 @@ def check_standardised(df_standardised: DataFrame, source_name: str, *, record_i
     return stats
 
 
+def check_record_ids(df_standardised: DataFrame, source_name: str, *, record_ids: DataFrame | None = None) -> dict:
+    """`check_standardised`'s record_id checks alone (null or duplicated ids), for a set of changed
+    records, which may be empty."""
+    stats = _checks_row(df_standardised, record_ids)
+    _raise_for_ids(stats, source_name)
+    return stats
+
+
 def source_record_ids(df: DataFrame, source: SourceConfig) -> DataFrame:
     """The source's record ids as `standardise_source` writes them, and nothing else."""
     return df.select(_record_id(source))

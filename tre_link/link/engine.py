@@ -134,6 +134,52 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
             registered.close()
 
 
+# The flag a refresh sets on the records it links again (`score_changed_records`).
+CHANGED = "refresh_changed"
+
+
+@dataclass
+class ChangedOutputs:
+    scored_pairs: DataFrame  # the pairs holding a changed record, scored and materialised
+    groups: DataFrame  # deterministic groups of every record (`deterministic_groups`), materialised
+    dropped_blocks: list[DroppedBlocks]
+    nhs_dob_conflicts: int
+
+
+@contextmanager
+def score_changed_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -> Iterator[ChangedOutputs]:
+    """What a refresh scores: `prepared` holds every record with the boolean column CHANGED, and
+    only the pairs the predict rules admit that hold a changed record are scored (changed against
+    unchanged, and changed against changed). Everything else is as `link_records`: the term
+    frequencies, the deterministic keys and the oversized blocks come from every record, so each
+    pair scores as a full link would score it. Write the outputs inside the `with` block."""
+    spark = prepared.sparkSession
+    model = probabilistic.load_model(model_path)
+    rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
+    with sql_conf(spark, _LINKAGE_SQL_CONF):
+        registered = probabilistic.register_records(prepared, model, rules, keep=(*_LINK_COLUMNS, CHANGED), by_id=True)
+        try:
+            plan = plan_blocking(registered.df, rules, linkage.max_block_comparisons)
+            if plan.dropped:
+                flagged = RegisteredRecords(plan.records)
+                registered.close()
+                registered = flagged
+            scored = probabilistic.score(registered, model, plan.rules, changed_if=CHANGED).localCheckpoint(eager=True)
+            yield ChangedOutputs(
+                scored_pairs=scored,
+                groups=deterministic_groups(registered.df).localCheckpoint(eager=True),
+                dropped_blocks=plan.dropped,
+                nhs_dob_conflicts=registered.df.where("nhs_dob_conflict").count(),
+            )
+        finally:
+            registered.close()
+
+
+def with_record_keys(links: DataFrame) -> DataFrame:
+    """Links by unique_id as the links table holds them: source and record_id of each end."""
+    return _with_record_keys(links)
+
+
 def _guard_comparison_count(estimated: int, linkage: LinkageConfig) -> None:
     """Refuse to score past linkage.max_comparisons; the estimate counts each rule's blocks on
     their own, so pairs two rules share are counted twice and it errs high."""

@@ -137,7 +137,7 @@ def _blocked_sql(model: Model, rules: list[str], source: str, *, hint: str = "")
 
 
 def _fetched_pairs_sql(model: Model, records: RegisteredRecords, rules: list[str],
-                       undecided_if_null: str | None = None) -> str:
+                       undecided_if_null: str | None = None, changed_if: str | None = None) -> str:
     """`_blocked_sql` made in two steps: each rule's join carries only the ids and the columns
     the rules read, then the pairs fetch the columns Splink's comparisons read, once, by id.
 
@@ -148,14 +148,22 @@ def _fetched_pairs_sql(model: Model, records: RegisteredRecords, rules: list[str
     `undecided_if_null` names a column null on undecided records, for rules that already admit
     only pairs with an undecided record. Each rule's join then takes its left side from the
     undecided records alone, so the pairs of two decided records, which the rules would only
-    reject, are never made. The ids are put in order afterwards."""
+    reject, are never made. The ids are put in order afterwards.
+
+    `changed_if` names a boolean column true on changed records (a refresh): only pairs holding
+    one are made, each rule's join taking its left side from the changed records alone."""
     hint = "/*+ SHUFFLE_HASH(l) */ "
     view = records.view
-    if undecided_if_null is None:
+    ordered = [f"least(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_l", f"greatest(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_r"]
+    if changed_if is not None:
+        changed = f"(select * from {view} where {changed_if})"
+        # Unchanged on the right: every such pair once. Changed on both sides: ordered by id.
+        ids = _pairs_sql(rules, ordered, view, hint=hint, left=changed,
+                         pair_condition=f"(not r.{changed_if} or l.{UNIQUE_ID} < r.{UNIQUE_ID})")
+    elif undecided_if_null is None:
         ids = _pairs_sql(rules, [f"l.{UNIQUE_ID} as __id_l", f"r.{UNIQUE_ID} as __id_r"], view, hint=hint)
     else:
         undecided = f"(select * from {view} where {undecided_if_null} is null)"
-        ordered = [f"least(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_l", f"greatest(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_r"]
         # Decided on the right: every such pair once. Undecided on both sides: ordered by id, as usual.
         ids = _pairs_sql(rules, ordered, view, hint=hint, left=undecided,
                          pair_condition=f"(r.{undecided_if_null} is not null or l.{UNIQUE_ID} < r.{UNIQUE_ID})")
@@ -332,12 +340,13 @@ def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> tuple[Model,
 
 
 def score(records: RegisteredRecords, model: Model, rules: list[str], *,
-          undecided_if_null: str | None = None) -> DataFrame:
+          undecided_if_null: str | None = None, changed_if: str | None = None) -> DataFrame:
     """Every pair the rules admit among `records` (from `register_records`) with its match weight
     and probability, in one Spark plan: blocking join, comparison vector and Splink's
     match-weight SQL. Pass `undecided_if_null` when every rule already admits only pairs holding
-    a record where that column is null (see `_fetched_pairs_sql`)."""
-    pairs = _fetched_pairs_sql(model, records, rules, undecided_if_null)
+    a record where that column is null, or `changed_if` to score only the pairs holding a record
+    where that boolean column is true (see `_fetched_pairs_sql`)."""
+    pairs = _fetched_pairs_sql(model, records, rules, undecided_if_null, changed_if)
     ctes = [("__splink__df_comparison_vectors", _comparison_vectors_sql(model, pairs)), *splink.prediction_sqls(model)]
     with_clause = ",\n".join(f"{name} as (\n{sql}\n)" for name, sql in ctes)
     return _run_sql(

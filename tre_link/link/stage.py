@@ -15,18 +15,19 @@ import hashlib
 import logging
 import os
 import uuid
+from functools import reduce
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tre_link.ingest.stage import read_standardised
+from tre_link.ingest.stage import read_standardised, standardised_versions
 from tre_link.link.engine import link_records, prepare_records, train_model
 from tre_link.link.households import household_index
 from tre_link.link.person_ids import EVENTS, PERSON_INDEX_COLUMNS, assign_person_ids, person_events
 from tre_link.link.probabilistic import match_weight_histogram
-from tre_link.link.records import with_unique_id
+from tre_link.link.records import unique_id, with_unique_id
 from tre_link.platform import delta_io
 from tre_link.platform.config import JobConfig
 from tre_link.platform.delta_io import VersionedTable, commit_metadata, read_delta, version_or_none, write_table
@@ -99,6 +100,9 @@ class LinkBase:
     generation: int  # the last finished link's (0 before any)
     model_sha256: str | None = None  # of the model the last finished link used, where recorded
     run: str | None = None  # the last finished link's run
+    # Per source, the source version and standardised-table version the last finished link read
+    # (`ingest.stage.standardised_versions`); None where not recorded (a link before refresh).
+    sources: dict[str, dict] | None = None
 
 
 def train(spark: SparkSession, cfg: JobConfig) -> TrainResult:
@@ -118,7 +122,8 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
     base = link_base(spark, cfg)
     generation = base.generation + 1
     prepared = prepare_records(read_standardised(spark, cfg))
-    metadata = {"link_run": run, "generation": generation, "model_sha256": model_sha256(model_json)}
+    metadata = {"link_run": run, "generation": generation, "model_sha256": model_sha256(model_json),
+                "sources": standardised_versions(spark, cfg)}
     with link_records(prepared, cfg.linkage, model_json) as outputs:
         previous = base.person_index.df if base.person_index else None
         # Materialised once: the diff, the MERGE and the events all read it, and none may cluster again.
@@ -162,6 +167,104 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
                       threshold=outputs.threshold, expected_curve=tuple(outputs.expected_curve))
 
 
+def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, changed: DataFrame, removed: DataFrame,
+                 sources: dict[str, dict], run: str | None = None) -> LinkResult:
+    """Link what changed into the last finished link (`link/refresh.py` says what is scored again,
+    kept and clustered again), with `model_json` and the threshold that link made its links at.
+    `changed` and `removed` are unique_ids: the records inserted or updated, and those deleted or
+    updated (their old side). `sources` (per source: version and standardised_version) is recorded
+    with the links commit, as the versions the new index was built from.
+
+    Commits as `link` does, each table by one MERGE of its changes only (person_index only when a
+    row changed): person_index, person_events, scored_pairs, then links, whose commit marks the
+    refresh finished. Killed before that, a rerun starts from the same base and ends the same."""
+    from tre_link.link import refresh as changes
+    from tre_link.link.cluster import cluster_records
+    from tre_link.link.deterministic import deterministic_edges
+    from tre_link.link.engine import CHANGED, score_changed_records, with_record_keys
+    from tre_link.link.records import UNIQUE_ID
+
+    run = run or uuid.uuid4().hex
+    base = link_base(spark, cfg)
+    if base.person_index is None or not base.sources:
+        raise InputDataError("refresh: the last finished link recorded no source versions; run link first")
+    generation = base.generation + 1
+    threshold = link_threshold(spark, cfg)
+    metadata = {"link_run": run, "generation": generation, "model_sha256": model_sha256(model_json),
+                "sources": sources}
+    keys = ["source", "record_id"]
+    old_records = [read_delta(spark, cfg.output.standardised_table(name), held["standardised_version"],
+                              table=f"standardised/{name}").df.select("source", "record_id", "nhs_number",
+                                                                      "nhs_number_status")
+                   for name, held in base.sources.items() if held.get("standardised_version") is not None]
+    removed_numbers = changes.linkable_numbers(
+        reduce(DataFrame.unionByName, old_records).withColumn(UNIQUE_ID, unique_id(F.col("source"), F.col("record_id")))
+        .join(removed, UNIQUE_ID, "left_semi")) if old_records else spark.createDataFrame([], "nhs_number string")
+    prepared = changes.flag_changed(prepare_records(read_standardised(spark, cfg)), changed, removed_numbers)
+    with score_changed_records(prepared, cfg.linkage, model_json) as scoring:
+        flagged = scoring.groups.join(prepared.where(CHANGED).select(UNIQUE_ID), UNIQUE_ID, "left_semi") \
+            .select(UNIQUE_ID).localCheckpoint(eager=True)
+        touched = flagged.unionByName(removed.select(UNIQUE_ID)).distinct().localCheckpoint(eager=True)
+        # Groups holding a changed record are changed whole: their star edges are made again.
+        new_links = deterministic_edges(scoring.groups.join(flagged, UNIQUE_ID, "left_semi")).unionByName(
+            scoring.scored_pairs.where(F.col("match_probability") >= threshold)
+            .withColumn("link_method", F.lit("probabilistic"))).localCheckpoint(eager=True)
+        old_links = changes.with_end_ids(read_delta(spark, cfg.output.links_table, table="links").df)
+        previous = base.person_index.df.select(*PERSON_INDEX_COLUMNS)
+        again = changes.touched_persons(previous, touched, new_links).localCheckpoint(eager=True)
+        members = (again.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID))
+                   .unionByName(flagged).distinct().join(scoring.groups.select(UNIQUE_ID), UNIQUE_ID, "left_semi"))
+        groups = scoring.groups.join(members, UNIQUE_ID, "left_semi")
+        kept = (changes.without_an_end_in(old_links, touched)
+                .join(members.withColumnRenamed(UNIQUE_ID, "unique_id_l"), "unique_id_l", "left_semi")
+                .join(members.withColumnRenamed(UNIQUE_ID, "unique_id_r"), "unique_id_r", "left_semi"))
+        links_again = kept.select(*new_links.columns).unionByName(new_links)
+        assigned = assign_person_ids(cluster_records(groups, links_again), again, generation=generation,
+                                     key=person_id_key(cfg)).localCheckpoint(eager=True)
+        index = assigned.select(*PERSON_INDEX_COLUMNS)
+        events = person_events(assigned, again, generation).localCheckpoint(eager=True)
+        delta_io.merge_changes(index, again.select(*keys).join(index, keys, "left_anti"),
+                               cfg.output.person_index_table, on=keys, metadata=metadata)
+        person_index = read_delta(spark, cfg.output.person_index_table, table="person_index")
+        events_table = _write_person_events(spark, cfg, events, run, generation, metadata)
+        scored_path = cfg.output.scored_pairs_table
+        delta_io.merge_changes(
+            scoring.scored_pairs,
+            changes.with_an_end_in(read_delta(spark, scored_path, table="scored_pairs").df, touched)
+            .select("unique_id_l", "unique_id_r"),
+            scored_path, on=["unique_id_l", "unique_id_r"], metadata=metadata)
+        scored = read_delta(spark, scored_path, table="scored_pairs")
+        link_keys = ["source_l", "record_id_l", "source_r", "record_id_r"]
+        # Last, and always: its commit marks the refresh finished, naming the index and events it finished with.
+        delta_io.merge_changes(
+            with_record_keys(new_links), changes.with_an_end_in(old_links, touched).select(*link_keys),
+            cfg.output.links_table, on=link_keys, force=True, metadata={
+                **metadata, "threshold": threshold, "person_index_version": person_index.version,
+                "person_events_version": events_table.version if events_table else None})
+        links = read_delta(spark, cfg.output.links_table, table="links")
+        histogram = tuple(
+            (float(r["bin_start"]), int(r["count"])) for r in match_weight_histogram(scoring.scored_pairs).collect())
+        scored_now = scoring.scored_pairs.count()
+        by_event = {row["event"]: row["count"] for row in events.groupBy("event").count().collect()}
+        conflicts, dropped = scoring.nhs_dob_conflicts, scoring.dropped_blocks
+    by_method = {row["link_method"]: row["count"] for row in links.df.groupBy("link_method").count().collect()}
+    report = LinkReport(
+        estimated_comparisons=scored_now,
+        scored_pairs=scored_now,
+        links_deterministic=by_method.get("deterministic", 0),
+        links_probabilistic=by_method.get("probabilistic", 0),
+        nhs_dob_conflicts=conflicts,
+        oversized_blocks_dropped=sum(d.blocks for d in dropped),
+        records_in_dropped_blocks=sum(d.records for d in dropped),
+        records_indexed=person_index.df.count(),
+        persons=person_index.df.select("person_id").distinct().count(),
+        match_weight_histogram=histogram,
+        **{f"events_{event}": by_event.get(event, 0) for event in EVENTS},
+    )
+    return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
+                      scored_pairs=scored, person_events=events_table, generation=generation, threshold=threshold)
+
+
 def model_sha256(model_json: str) -> str | None:
     """The SHA-256 of a model's Splink JSON (recorded with a link's commits; None where unreadable)."""
     try:
@@ -191,7 +294,7 @@ def link_base(spark: SparkSession, cfg: JobConfig) -> LinkBase:
     if "person_index_version" in finished:
         return LinkBase(person_index=read_delta(spark, index, finished["person_index_version"], table="person_index"),
                         generation=int(finished.get("generation") or 0), model_sha256=finished.get("model_sha256"),
-                        run=finished.get("link_run"))
+                        run=finished.get("link_run"), sources=finished.get("sources"))
     if version_or_none(spark, index) is not None and \
             commit_metadata(spark, index).get("link_run") == finished.get("link_run"):
         return LinkBase(person_index=read_delta(spark, index, table="person_index"), generation=0,

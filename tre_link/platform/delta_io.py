@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from tre_link.platform import storage
 from tre_link.platform.errors import ConfigError, InputDataError, ZoneBusy
@@ -125,6 +126,44 @@ def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], 
              .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll())
     if delete_unmatched:
         merge = merge.whenNotMatchedBySourceDelete(condition=delete_unmatched)
+    settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(metadata or {}, sort_keys=True)}
+    with sql_conf(spark, settings), _single_writer(path):
+        merge.execute()
+    return latest_version(spark, path)
+
+
+def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, on: list[str],
+                  metadata: dict | None = None, force: bool = False) -> int | None:
+    """Apply changes to the Delta table at `path` in one MERGE commit: rows of `upserts` replace
+    the rows matching them on `on` (only where a column differs) or are inserted, and the rows
+    matching a key of `deleted` (the `on` columns) are deleted. Creates the table from `upserts`
+    when there is none. Returns the version committed, or None when there was nothing to apply
+    (no commit, unless `force`: a commit that marks a run finished). A rerun with the same changes
+    changes nothing more."""
+    from delta.tables import DeltaTable
+
+    from tre_link.platform.spark import sql_conf
+
+    spark = upserts.sparkSession
+    if not DeltaTable.isDeltaTable(spark, path):
+        return write_delta(upserts, path, metadata=metadata)
+    flagged = upserts.withColumn("_delete", F.lit(False))
+    if deleted is not None:
+        # A key both upserted and deleted is upserted.
+        gone = deleted.select(*on).distinct().join(upserts.select(*on), on, "left_anti")
+        flagged = flagged.unionByName(gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
+    columns = upserts.columns
+    condition = " and ".join(f"t.`{c}` <=> s.`{c}`" for c in on)
+    differ = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in columns if c not in on) or "false"
+    target = spark.read.format("delta").load(path)
+    effective = flagged.alias("s").join(target.alias("t"), F.expr(condition), "left").where(
+        f"(s._delete and t.`{on[0]}` is not null) or (not s._delete and (t.`{on[0]}` is null or {differ}))")
+    if not force and effective.isEmpty():
+        return None
+    merge = (DeltaTable.forPath(spark, path).alias("t").merge(flagged.alias("s"), condition)
+             .whenMatchedDelete(condition="s._delete")
+             .whenMatchedUpdate(condition=f"not s._delete and ({differ})", set={f"`{c}`": f"s.`{c}`" for c in columns})
+             .whenNotMatchedInsert(condition="not s._delete", values={f"`{c}`": f"s.`{c}`" for c in columns}))
     settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(metadata or {}, sort_keys=True)}
     with sql_conf(spark, settings), _single_writer(path):
         merge.execute()

@@ -42,3 +42,15 @@ class EnvironmentProblem(TreLinkError):
     """The machine lacks something the job needs, such as Java, a jar or the MLflow store."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class SourceSchemaChanged(InputDataError):
+    """A refresh found a source whose schema changed since the version the person index was built from."""
+
+
+class SourceVersionOlder(InputDataError):
+    """A refresh was asked to read a source version older than the one the person index was built from."""
+
+
+class ChangesUnavailable(InputDataError):
+    """A refresh cannot read a source's changes: the earlier version, or its change feed, was vacuumed."""
