@@ -234,6 +234,11 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
             .select("unique_id_l", "unique_id_r"),
             scored_path, on=["unique_id_l", "unique_id_r"], metadata=metadata)
         scored = read_delta(spark, scored_path, table="scored_pairs")
+        # Rewritten whole (one commit): a changed record can move any person of its household.
+        households = (write_table(household_index(person_index.df.select(*PERSON_INDEX_COLUMNS),
+                                                  read_standardised(spark, cfg)),
+                                  cfg.output.household_index_table, metadata=metadata)
+                      if cfg.maps_households else None)
         link_keys = ["source_l", "record_id_l", "source_r", "record_id_r"]
         # Last, and always: its commit marks the refresh finished, naming the index and events it finished with.
         delta_io.merge_changes(
@@ -262,7 +267,8 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
         **{f"events_{event}": by_event.get(event, 0) for event in EVENTS},
     )
     return LinkResult(run=run, links=links, person_index=person_index, model_json=model_json, report=report,
-                      scored_pairs=scored, person_events=events_table, generation=generation, threshold=threshold)
+                      scored_pairs=scored, person_events=events_table, generation=generation,
+                      household_index=households, threshold=threshold)
 
 
 def model_sha256(model_json: str) -> str | None:
