@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -78,6 +80,20 @@ def _tokenise(records: DataFrame, key: bytes) -> DataFrame:
     )
 
 
+@contextmanager
+def _all_or_nothing(spark: SparkSession, cfg: JobConfig) -> Iterator[dict[str, int | None]]:
+    """The standardised tables' versions before the block; if the block fails, every table it
+    changed is put back to them."""
+    previous = {s.name: version_or_none(spark, cfg.output.standardised_table(s.name)) for s in cfg.sources}
+    try:
+        yield previous
+    except BaseException:
+        for name, version in previous.items():
+            if version_or_none(spark, cfg.output.standardised_table(name)) != version:
+                restore(spark, cfg.output.standardised_table(name), version)
+        raise
+
+
 def standardise_sources(spark: SparkSession, cfg: JobConfig) -> StandardiseResult:
     """Read every source at its pinned (or latest) version, standardise, profile, and check each
     field's share of valid values against its floor. Opted-out records stay: opt-outs apply to
@@ -86,19 +102,13 @@ def standardise_sources(spark: SparkSession, cfg: JobConfig) -> StandardiseResul
     key = linkage_key(cfg)
     run = uuid.uuid4().hex
     written, reports, profiles, warnings = {}, {}, [], []
-    previous = {s.name: version_or_none(spark, cfg.output.standardised_table(s.name)) for s in cfg.sources}
-    try:
+    with _all_or_nothing(spark, cfg):
         for source in cfg.sources:
             written[source.name], reports[source.name], counts, notes = _standardise_one(spark, cfg, source, key, run)
             profiles.append(quality.profile_from_counts(spark, source.name, counts))
             warnings += notes
         profile_table = write_table(standardise.union_sources(profiles), cfg.output.quality_profile_table,
                                     metadata={"standardise_run": run})
-    except BaseException:
-        for name, version in previous.items():
-            if version_or_none(spark, cfg.output.standardised_table(name)) != version:
-                restore(spark, cfg.output.standardised_table(name), version)
-        raise
     for warning in warnings:
         log.warning("data quality: %s", warning)
     return StandardiseResult(standardised=written, quality_profile=profile_table,
@@ -161,8 +171,7 @@ def standardise_changes(spark: SparkSession, cfg: JobConfig, changes: dict) -> S
     key = linkage_key(cfg)
     run = uuid.uuid4().hex
     written, reports, profiles, warnings, runs = {}, {}, [], [], {}
-    previous = {s.name: version_or_none(spark, cfg.output.standardised_table(s.name)) for s in cfg.sources}
-    try:
+    with _all_or_nothing(spark, cfg) as previous:
         for source in cfg.sources:
             change, path = changes[source.name], cfg.output.standardised_table(source.name)
             if change.any or previous[source.name] is None:
@@ -186,11 +195,6 @@ def standardise_changes(spark: SparkSession, cfg: JobConfig, changes: dict) -> S
             reports[source.name] = SourceReport(path=source.path, version=change.to_version, records=counts["rows"])
         profile_table = write_table(standardise.union_sources(profiles), cfg.output.quality_profile_table,
                                     metadata={"standardise_run": run, "standardised_runs": runs})
-    except BaseException:
-        for name, version in previous.items():
-            if version_or_none(spark, cfg.output.standardised_table(name)) != version:
-                restore(spark, cfg.output.standardised_table(name), version)
-        raise
     for warning in warnings:
         log.warning("data quality: %s", warning)
     return StandardiseResult(standardised=written, quality_profile=profile_table,
