@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-import yaml
 from pyspark.sql import functions as F
 
 from tre_link import TreLink
@@ -41,10 +40,7 @@ def _council(cfg: JobConfig):
 def refreshed(spark, tmp_path_factory) -> Refreshed:
     """Link and publish; append COPIES council records under ids that sort first; refresh (with the
     model train saved), killed after its person_events commit, and once more."""
-    path = small_demo_config(tmp_path_factory.mktemp("refresh"), people=PEOPLE)
-    raw = yaml.safe_load(path.read_text())
-    raw["synth"]["seed"] = SEED
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = small_demo_config(tmp_path_factory.mktemp("refresh"), people=PEOPLE, seed=SEED)
     cfg = load_config(path)
     generate(spark, cfg.synth)
     ensure_demo_keys(cfg)
