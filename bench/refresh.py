@@ -30,13 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-DEMO_CONFIG = REPO / "conf" / "demo.yaml"
+from bench.demo_config import demo_config_under  # noqa: E402
+
 log = logging.getLogger("bench")
 
 
@@ -59,14 +58,7 @@ def parse_args(argv):
 def build_config(args):
     from tre_link.platform.config import JobConfig
 
-    out = Path(args.out).resolve()
-    raw = yaml.safe_load(DEMO_CONFIG.read_text().replace("out/demo", str(out)))
-    raw["synth"]["people"] = args.people
-    if args.shuffle_partitions:
-        raw["spark"]["shuffle_partitions"] = args.shuffle_partitions
-    if args.driver_memory:
-        raw["spark"]["driver_memory"] = args.driver_memory
-    raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
+    raw = demo_config_under(Path(args.out).resolve(), args.people, args.shuffle_partitions, args.driver_memory)
     return JobConfig.model_validate(raw)
 
 

@@ -36,13 +36,12 @@ from functools import wraps
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-DEMO_CONFIG = REPO / "conf" / "demo.yaml"
+from bench.demo_config import demo_config_under  # noqa: E402
+
 log = logging.getLogger("bench")
 
 # ------------------------------------------------------------------------------------------------
@@ -171,16 +170,10 @@ def build_config(args) -> "JobConfig":  # noqa: F821
     from tre_link.platform.config import JobConfig, load_config
 
     out = Path(args.out).resolve()
-    raw = yaml.safe_load(DEMO_CONFIG.read_text().replace("out/demo", str(out)))
-    raw["synth"]["people"] = args.people
+    raw = demo_config_under(out, args.people, args.shuffle_partitions, args.driver_memory)
     raw["synth"]["skewed_surname_share"] = args.skewed_surname_share
-    if args.shuffle_partitions:
-        raw["spark"]["shuffle_partitions"] = args.shuffle_partitions
-    if args.driver_memory:
-        raw["spark"]["driver_memory"] = args.driver_memory
     if args.max_block_comparisons:
         raw["linkage"]["max_block_comparisons"] = args.max_block_comparisons
-    raw["spark"].setdefault("conf", {})["spark.sql.warehouse.dir"] = str(out / "spark-warehouse")
     # Spark's own record of every job and task, summarised into `spark_profile` after the run.
     (out / "eventlog").mkdir(parents=True, exist_ok=True)
     raw["spark"]["conf"].update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(out / "eventlog"),

@@ -61,14 +61,12 @@ def spark(tmp_path_factory):
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "demo.yaml"
 
 
-def small_demo_config(root: Path, *, people: int = 800, seed: int | None = None) -> Path:
-    """conf/demo.yaml with every path moved under `root` and a small population (of its own
-    synth seed when `seed` is given)."""
+def small_demo_config(root: Path, *, people: int = 800, **synth) -> Path:
+    """conf/demo.yaml with every path moved under `root` and a small population; `synth` overrides
+    the synth section's other settings (e.g. a population of its own seed)."""
     text = DEMO_CONFIG.read_text().replace("out/demo", str(root))
     raw = yaml.safe_load(text)
-    raw["synth"]["people"] = people
-    if seed is not None:
-        raw["synth"]["seed"] = seed
+    raw["synth"].update(people=people, **synth)
     raw["linkage"]["u_max_pairs"] = 200_000
     raw["spark"]["shuffle_partitions"] = 1
     path = root / "job.yaml"

@@ -49,11 +49,7 @@ PEOPLE = 300
 @pytest.fixture(scope="module")
 def population(spark, tmp_path_factory) -> Path:
     """Sources, opt-outs, truth and keys of a small population, written once; returns its config."""
-    path = small_demo_config(tmp_path_factory.mktemp("faults") / "base", people=PEOPLE)
-    raw = yaml.safe_load(path.read_text())
-    raw["synth"]["seed"] = SEED
-    raw["synth"]["opt_out_rate"] = 0.05
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = small_demo_config(tmp_path_factory.mktemp("faults") / "base", people=PEOPLE, seed=SEED, opt_out_rate=0.05)
     cfg = load_config(path)
     generate(spark, cfg.synth)
     ensure_demo_keys(cfg)

@@ -8,7 +8,6 @@ changed record touched changes its ID."""
 from __future__ import annotations
 
 import pytest
-import yaml
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
@@ -32,10 +31,7 @@ def _bucket(column: str, seed: int):
 @pytest.fixture(scope="module")
 def zones(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("equivalence")
-    path = small_demo_config(root, people=PEOPLE)
-    raw = yaml.safe_load(path.read_text())
-    raw["synth"]["seed"] = SEED
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = small_demo_config(root, people=PEOPLE, seed=SEED)
     cfg = load_config(path)
     generate(spark, cfg.synth)
     ensure_demo_keys(cfg)
