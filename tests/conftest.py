@@ -13,18 +13,11 @@ from tre_link.platform.config import SparkSettings
 from tre_link.platform.spark import build_session
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them).
-
-    Under `pytest -n N --dist loadgroup` (`make test`), the end-to-end tests run on one worker, so
-    the demo runs once, and every other file stays on one worker, so its module fixtures build once."""
+    """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them)."""
     for item in items:
         if {"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group("demo_run"))
-        else:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def printed_key_forms(key: bytes) -> list[str]:

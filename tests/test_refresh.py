@@ -201,3 +201,22 @@ def test_refresh_refuses_an_older_source_version_and_a_changed_schema_writing_no
     assert {t: delta_io.latest_version(spark, t) for t in tables} == versions, "nothing was written"
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs, \
         "no MLflow run was started"
+
+
+def test_refresh_without_a_source_removes_its_records_as_events_and_matches_a_full_link(spark, refreshed):
+    """Last in this module: it refreshes with the council source taken out of the config."""
+    cfg = refreshed.cfg
+    council = _index(spark, cfg).where("source = 'council'").count()
+    assert council > 0
+    # Its projects publish council columns too: this refresh publishes nothing.
+    without = cfg.model_copy(update={"sources": [s for s in cfg.sources if s.name != "council"], "projects": []})
+    result = TreLink(spark, without).refresh(model=cfg.output.model_json)
+
+    assert _index(spark, cfg).where("source = 'council'").isEmpty()
+    assert _index(spark, cfg).count() > 0
+    events = spark.read.format("delta").load(cfg.output.person_events_table) \
+        .where(F.col("generation") == result.link.generation)
+    removed = events.where("event = 'record_removed'").agg(F.sum("record_count")).first()[0]
+    assert removed == council
+    reproduced = TreLink(spark, without).reproduce(result.run_id)
+    assert reproduced["identical"], reproduced["tables"]

@@ -363,7 +363,12 @@ class TreLink:
                 tracker.log_model_used(model, model_json, report.ModelParameters.from_json(model_json))
                 with tracker.stage("link"):
                     if changes:
-                        changed, removed = _changed_record_ids(cfg, changes)
+                        dropped = sorted(set(base.sources) - {s.name for s in cfg.sources})
+                        if dropped:
+                            log.info("refresh: source(s) %s are no longer in the config; their records leave "
+                                     "the person index", ", ".join(dropped))
+                            tracker.log_params({"sources_dropped": ",".join(dropped)})
+                        changed, removed = _changed_record_ids(cfg, changes, base.person_index.df, dropped)
                         sources = {name: {"version": change.to_version,
                                           "standardised_version": standardised.standardised[name].version}
                                    for name, change in changes.items()}
@@ -557,8 +562,9 @@ class TreLink:
         return hashlib.sha256(self.config.model_dump_json().encode()).hexdigest()
 
 
-def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges]):
-    """(changed, removed) unique_ids over every source: inserted or updated; deleted or updated."""
+def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges], previous_index, dropped: list[str]):
+    """(changed, removed) unique_ids over every source: inserted or updated; deleted or updated, and
+    every record `previous_index` holds of a source `dropped` from the config."""
     from functools import reduce
 
     from pyspark.sql import functions as F
@@ -576,6 +582,9 @@ def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges]):
 
         changed += [uid(change.inserted), uid(change.updated)]
         removed += [uid(change.updated), uid(change.deleted)]
+    if dropped:
+        removed.append(previous_index.where(F.col("source").isin(*dropped))
+                       .select(unique_id(F.col("source"), F.col("record_id")).alias("unique_id")))
     return ids(changed), ids(removed)
 
 
