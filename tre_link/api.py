@@ -562,7 +562,8 @@ class TreLink:
         return hashlib.sha256(self.config.model_dump_json().encode()).hexdigest()
 
 
-def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges], previous_index, dropped: list[str]):
+def _changed_record_ids(cfg: JobConfig, changes: dict[str, SourceChanges], previous_index=None,
+                        dropped=()):
     """(changed, removed) unique_ids over every source: inserted or updated; deleted or updated, and
     every record `previous_index` holds of a source `dropped` from the config."""
     from functools import reduce
