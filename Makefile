@@ -10,8 +10,9 @@ INSTALLED := $(VENV)/.installed-spark$(SPARK_LINE)
 # uv itself, pinned by hash: it installs the lock with parallel downloads (pip took 9 of CI's minutes).
 BOOTSTRAP_LOCK := requirements-bootstrap.lock
 UV_INSTALL = $(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python
-UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-	--python-platform linux --upgrade --quiet --custom-compile-command "make lock"
+UV_COMPILE_FLAGS = --generate-hashes --python-version 3.11 --python-platform linux --upgrade --quiet \
+	--custom-compile-command "make lock"
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev $(UV_COMPILE_FLAGS)
 BUNDLE ?= dist/bundle
 
 .PHONY: demo test test-fast bench lock bundle install-offline clean
@@ -47,8 +48,7 @@ lock:
 	$(VENV)/bin/pip install --quiet --require-hashes -r $(BOOTSTRAP_LOCK)
 	$(UV_COMPILE) -o requirements.lock
 	$(UV_COMPILE) --override constraints/spark-4.0.txt -o requirements-spark4.0.lock
-	echo uv | $(VENV)/bin/uv pip compile - --generate-hashes --python-version 3.11 --python-platform linux \
-		--upgrade --quiet --custom-compile-command "make lock" -o $(BOOTSTRAP_LOCK)
+	echo uv | $(VENV)/bin/uv pip compile - $(UV_COMPILE_FLAGS) -o $(BOOTSTRAP_LOCK)
 
 # Everything an air-gapped TRE needs, in one directory: wheels of tre-link and of every locked
 # dependency, the lock file, SHA256SUMS, and the Delta and Splink jars (jars/, for spark.jars_dir).
