@@ -30,6 +30,23 @@ def test_oversized_block_is_dropped_from_its_rule_only(spark):
     assert flagged.count() == records.count()
 
 
+def test_blocks_holding_a_flagged_record_are_sized_as_over_every_record_and_the_others_not(spark):
+    from pyspark.sql import functions as F
+
+    smiths = [(f"s{i}", "SMITH", i == 0) for i in range(6)]  # 6 undecided, one flagged: oversized at 10
+    joneses = [(f"j{i}", "JONES", False) for i in range(6)]  # as large, but no flagged record
+    records = spark.createDataFrame(smiths + joneses, "unique_id string, family_name string, changed boolean") \
+        .withColumn("deterministic_nhs", F.lit(None).cast("string"))
+    rules = ["l.family_name = r.family_name"]
+    everything = plan_blocking(records, rules, max_block_comparisons=10)
+    holding = plan_blocking(records, rules, max_block_comparisons=10, holding=F.col("changed"))
+
+    assert [(d.blocks, d.records) for d in everything.dropped] == [(2, 12)]
+    assert [(d.blocks, d.records) for d in holding.dropped] == [(1, 6)]
+    flags = {r.unique_id: r._oversized_block_0 for r in holding.records.collect()}
+    assert {uid for uid, big in flags.items() if big} == {f"s{i}" for i in range(6)}
+
+
 def test_no_oversized_blocks_leaves_rules_alone(spark):
     records = spark.createDataFrame(
         [("a", "SMITH", None), ("b", "SMITH", None)], "unique_id string, family_name string, deterministic_nhs string"

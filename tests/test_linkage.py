@@ -20,6 +20,7 @@ from tre_link.link.deterministic import (
     assign_deterministic_keys,
     deterministic_edges,
     deterministic_groups,
+    deterministic_groups_of,
     exclude_decided_pairs,
 )
 
@@ -87,6 +88,19 @@ def test_deterministic_groups_and_their_edges_are_a_star_per_number(spark):
         "unique_id_l string, unique_id_r string, link_method string",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_deterministic_groups_of_some_records_are_their_whole_groups_and_nothing_else(spark):
+    keyed = spark.createDataFrame(
+        [("b:1", "111"), ("a:1", "111"), ("c:1", "111"), ("d:1", "222"), ("f:1", "222"), ("e:1", None),
+         ("g:1", None)],
+        "unique_id string, deterministic_nhs string",
+    ).withColumns({"source": F.lit("s"), "record_id": F.col("unique_id")})
+    ids = spark.createDataFrame([("c:1",), ("e:1",), ("gone:1",)], "unique_id string")
+    got = deterministic_groups_of(keyed, ids)
+    # c:1's group whole (anchored on a:1, as over every record), e:1 alone; not 222's group nor g:1
+    expected = deterministic_groups(keyed).where(F.col("unique_id").isin("a:1", "b:1", "c:1", "e:1"))
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True)
 
 
 def test_probabilistic_rules_skip_pairs_the_deterministic_pass_decided():

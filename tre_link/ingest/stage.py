@@ -135,7 +135,7 @@ def _standardise_one(spark: SparkSession, cfg: JobConfig, source: SourceConfig, 
         records = _in_linkage_form(records, cfg, source, key)
         profile = Observation(f"quality_profile_{source.name}")
         path = cfg.output.standardised_table(source.name)
-        table = write_table(records.observe(profile, *quality.profile_counts()), path,
+        table = write_table(records.observe(profile, *quality.profile_counts()), path, merged=True,
                             metadata={"standardise_run": run, "source_version": raw.version})
     counts = profile.get
     if breaches := quality.floor_breaches(source, counts):

@@ -69,24 +69,30 @@ def block_key_columns(keys: list[str]) -> list[Column]:
     return [F.expr(k).alias(name) for k, name in zip(keys, block_key_names(keys))]
 
 
-def block_sizes(records: DataFrame, keys: list[str], undecided: Column | None = None) -> DataFrame:
+def block_sizes(records: DataFrame, keys: list[str], undecided: Column | None = None,
+                holding: Column | None = None) -> DataFrame:
     """One row per block of an equi-join rule (rows with a null key never pair): the key columns
-    `_block_key_<j>`, its record count `_n`, and, given an `undecided` flag, `_u` of them undecided."""
+    `_block_key_<j>`, its record count `_n`, and, given an `undecided` flag, `_u` of them undecided.
+    Given `holding`, only the blocks holding a record where it is true (a few: broadcast)."""
+    names = block_key_names(keys)
     flags = [] if undecided is None else [undecided.cast("long").alias("_undecided")]
     counts = [F.count(F.lit(1)).alias("_n")] + ([] if undecided is None else [F.sum("_undecided").alias("_u")])
-    return (
-        records.select(*block_key_columns(keys), *flags)
-        .dropna(subset=block_key_names(keys))
-        .groupBy(*block_key_names(keys))
-        .agg(*counts)
-    )
+    keyed = records.select(*block_key_columns(keys), *flags).dropna(subset=names)
+    if holding is not None:
+        wanted = records.where(holding).select(*block_key_columns(keys)).dropna().distinct()
+        keyed = keyed.join(F.broadcast(wanted), names, "left_semi")
+    return keyed.groupBy(*names).agg(*counts)
 
 
-def plan_blocking(records: DataFrame, rules: list[str], max_block_comparisons: int) -> BlockingPlan:
-    """Size every rule's blocks, flag records in oversized blocks and exclude those blocks from their rule."""
+def plan_blocking(records: DataFrame, rules: list[str], max_block_comparisons: int,
+                  holding: Column | None = None) -> BlockingPlan:
+    """Size every rule's blocks, flag records in oversized blocks and exclude those blocks from their rule.
+
+    Given `holding` (a refresh's changed records, which every pair it scores holds), only the
+    blocks holding such a record are sized, flagged and counted: the others make no pair."""
     keys_of = {i: keys for i, rule in enumerate(rules) if (keys := equi_join_keys(rule))}
     sizes_of = {
-        i: block_sizes(records, keys, undecided=F.col(DETERMINISTIC_KEY).isNull())
+        i: block_sizes(records, keys, undecided=F.col(DETERMINISTIC_KEY).isNull(), holding=holding)
         .withColumn("_pairs", _undecided_pairs(F.col("_n"), F.col("_u")))
         .withColumn("_oversized", F.col("_pairs") > max_block_comparisons)
         for i, keys in keys_of.items()

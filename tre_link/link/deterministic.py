@@ -57,6 +57,16 @@ def deterministic_groups(keyed_records: DataFrame) -> DataFrame:
     return keyed.unionByName(unkeyed)
 
 
+def deterministic_groups_of(keyed_records: DataFrame, ids: DataFrame) -> DataFrame:
+    """`deterministic_groups` of the records in `ids` (unique_id; a few: broadcast) and of every
+    record sharing a key with one of them, each group whole: what a refresh reads, without
+    grouping every record."""
+    wanted = keyed_records.join(F.broadcast(ids.select(UNIQUE_ID).distinct()), UNIQUE_ID, "left_semi")
+    keys = wanted.where(F.col(DETERMINISTIC_KEY).isNotNull()).select(DETERMINISTIC_KEY).distinct()
+    return deterministic_groups(keyed_records.join(F.broadcast(keys), DETERMINISTIC_KEY, "left_semi")
+                                .unionByName(wanted.where(F.col(DETERMINISTIC_KEY).isNull())))
+
+
 def deterministic_edges(groups: DataFrame) -> DataFrame:
     """A star of edges per deterministic group (see `deterministic_groups`), from its anchor to
     every other record: n-1 edges per group instead of n*(n-1)/2 pairs, with the same connected

@@ -92,10 +92,8 @@ def register_records(records: DataFrame, model: Model, rules: list[str], *, keep
 
     `by_id` hash-partitions the cache by unique_id, so scoring's pairs fetch their columns by id
     without shuffling the records again."""
-    needed = splink.columns_read_by_model(model)
-    needed += [c for rule in rules for c in splink.columns_in_sql(rule) if c not in needed]
-    needed += [c for c in keep if c not in needed]
-    narrow = records.select(*needed)
+    read = [*splink.columns_read_by_model(model), *(c for rule in rules for c in splink.columns_in_sql(rule)), *keep]
+    narrow = records.select(*dict.fromkeys(read))  # each once, in order
     with_tf = narrow
     for column in splink.term_frequency_columns(model):
         counts = narrow.where(F.col(column).isNotNull()).groupBy(column).agg(F.count(F.lit(1)).alias("_n"))
@@ -137,7 +135,8 @@ def _blocked_sql(model: Model, rules: list[str], source: str, *, hint: str = "")
 
 
 def _fetched_pairs_sql(model: Model, records: RegisteredRecords, rules: list[str],
-                       undecided_if_null: str | None = None, changed_if: str | None = None) -> str:
+                       undecided_if_null: str | None = None, changed_if: str | None = None,
+                       broadcast_changed: bool = False) -> str:
     """`_blocked_sql` made in two steps: each rule's join carries only the ids and the columns
     the rules read, then the pairs fetch the columns Splink's comparisons read, once, by id.
 
@@ -151,14 +150,15 @@ def _fetched_pairs_sql(model: Model, records: RegisteredRecords, rules: list[str
     reject, are never made. The ids are put in order afterwards.
 
     `changed_if` names a boolean column true on changed records (a refresh): only pairs holding
-    one are made, each rule's join taking its left side from the changed records alone."""
+    one are made, each rule's join taking its left side from the changed records alone; with
+    `broadcast_changed` (they are few) that side is broadcast, and the records are not shuffled."""
     hint = "/*+ SHUFFLE_HASH(l) */ "
     view = records.view
     ordered = [f"least(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_l", f"greatest(l.{UNIQUE_ID}, r.{UNIQUE_ID}) as __id_r"]
     if changed_if is not None:
         changed = f"(select * from {view} where {changed_if})"
         # Unchanged on the right: every such pair once. Changed on both sides: ordered by id.
-        ids = _pairs_sql(rules, ordered, view, hint=hint, left=changed,
+        ids = _pairs_sql(rules, ordered, view, hint="/*+ BROADCAST(l) */ " if broadcast_changed else hint, left=changed,
                          pair_condition=f"(not r.{changed_if} or l.{UNIQUE_ID} < r.{UNIQUE_ID})")
     elif undecided_if_null is None:
         ids = _pairs_sql(rules, [f"l.{UNIQUE_ID} as __id_l", f"r.{UNIQUE_ID} as __id_r"], view, hint=hint)
@@ -340,13 +340,15 @@ def train(records: DataFrame, linkage: LinkageConfig, seed: int) -> tuple[Model,
 
 
 def score(records: RegisteredRecords, model: Model, rules: list[str], *,
-          undecided_if_null: str | None = None, changed_if: str | None = None) -> DataFrame:
+          undecided_if_null: str | None = None, changed_if: str | None = None,
+          broadcast_changed: bool = False) -> DataFrame:
     """Every pair the rules admit among `records` (from `register_records`) with its match weight
     and probability, in one Spark plan: blocking join, comparison vector and Splink's
     match-weight SQL. Pass `undecided_if_null` when every rule already admits only pairs holding
     a record where that column is null, or `changed_if` to score only the pairs holding a record
-    where that boolean column is true (see `_fetched_pairs_sql`)."""
-    pairs = _fetched_pairs_sql(model, records, rules, undecided_if_null, changed_if)
+    where that boolean column is true, and `broadcast_changed` when those records are few (see
+    `_fetched_pairs_sql`)."""
+    pairs = _fetched_pairs_sql(model, records, rules, undecided_if_null, changed_if, broadcast_changed)
     ctes = [("__splink__df_comparison_vectors", _comparison_vectors_sql(model, pairs)), *splink.prediction_sqls(model)]
     with_clause = ",\n".join(f"{name} as (\n{sql}\n)" for name, sql in ctes)
     return _run_sql(

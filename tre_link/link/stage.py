@@ -133,12 +133,12 @@ def link(spark: SparkSession, cfg: JobConfig, model_json: str | None = None, *, 
         events = person_events(assigned, previous, generation).localCheckpoint(eager=True)
         person_index = _write_person_index(spark, cfg, index, metadata)
         events_table = _write_person_events(spark, cfg, events, run, generation, metadata)
-        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata)
+        scored = write_table(outputs.scored_pairs, cfg.output.scored_pairs_table, metadata=metadata, merged=True)
         households = (write_table(household_index(index, read_standardised(spark, cfg)),
                                   cfg.output.household_index_table, metadata=metadata)
                       if cfg.maps_households else None)
         # Last: its commit marks the link finished, naming the index and events it finished with.
-        links = write_table(outputs.links, cfg.output.links_table, metadata={
+        links = write_table(outputs.links, cfg.output.links_table, merged=True, metadata={
             **metadata, "threshold": outputs.threshold, "person_index_version": person_index.version,
             "person_events_version": events_table.version if events_table else None})
         # The scored pairs are materialised, so this aggregate does not score them again.
@@ -180,8 +180,8 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
     refresh finished. Killed before that, a rerun starts from the same base and ends the same."""
     from tre_link.link import refresh as changes
     from tre_link.link.cluster import cluster_records
-    from tre_link.link.deterministic import deterministic_edges
-    from tre_link.link.engine import CHANGED, score_changed_records, with_record_keys
+    from tre_link.link.deterministic import deterministic_edges, deterministic_groups_of
+    from tre_link.link.engine import score_changed_records, with_record_keys
     from tre_link.link.records import UNIQUE_ID
 
     run = run or uuid.uuid4().hex
@@ -202,22 +202,24 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
         .join(removed, UNIQUE_ID, "left_semi")) if old_records else spark.createDataFrame([], "nhs_number string")
     prepared = changes.flag_changed(prepare_records(read_standardised(spark, cfg)), changed, removed_numbers)
     with score_changed_records(prepared, cfg.linkage, model_json) as scoring:
-        flagged = scoring.groups.join(prepared.where(CHANGED).select(UNIQUE_ID), UNIQUE_ID, "left_semi") \
-            .select(UNIQUE_ID).localCheckpoint(eager=True)
+        flagged = scoring.changed
         touched = flagged.unionByName(removed.select(UNIQUE_ID)).distinct().localCheckpoint(eager=True)
         # Groups holding a changed record are changed whole: their star edges are made again.
-        new_links = deterministic_edges(scoring.groups.join(flagged, UNIQUE_ID, "left_semi")).unionByName(
+        new_links = deterministic_edges(deterministic_groups_of(scoring.records, flagged)
+                                        .join(flagged, UNIQUE_ID, "left_semi")).unionByName(
             scoring.scored_pairs.where(F.col("match_probability") >= threshold)
             .withColumn("link_method", F.lit("probabilistic"))).localCheckpoint(eager=True)
         old_links = changes.with_end_ids(read_delta(spark, cfg.output.links_table, table="links").df)
         previous = base.person_index.df.select(*PERSON_INDEX_COLUMNS)
         again = changes.touched_persons(previous, touched, new_links).localCheckpoint(eager=True)
+        # The records clustered again: those of the persons clustered again (the removed ones drop
+        # out here, having no group now), and the changed ones.
         members = (again.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID))
-                   .unionByName(flagged).distinct().join(scoring.groups.select(UNIQUE_ID), UNIQUE_ID, "left_semi"))
-        groups = scoring.groups.join(members, UNIQUE_ID, "left_semi")
+                   .unionByName(flagged).distinct()).localCheckpoint(eager=True)
+        groups = deterministic_groups_of(scoring.records, members).join(members, UNIQUE_ID, "left_semi")
         kept = (changes.without_an_end_in(old_links, touched)
-                .join(members.withColumnRenamed(UNIQUE_ID, "unique_id_l"), "unique_id_l", "left_semi")
-                .join(members.withColumnRenamed(UNIQUE_ID, "unique_id_r"), "unique_id_r", "left_semi"))
+                .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_l")), "unique_id_l", "left_semi")
+                .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_r")), "unique_id_r", "left_semi"))
         links_again = kept.select(*new_links.columns).unionByName(new_links)
         assigned = assign_person_ids(cluster_records(groups, links_again), again, generation=generation,
                                      key=person_id_key(cfg)).localCheckpoint(eager=True)
@@ -313,10 +315,10 @@ def _write_person_index(spark: SparkSession, cfg: JobConfig, index, metadata: di
     brought to it by one MERGE; no commit at all when no row changed."""
     path = cfg.output.person_index_table
     if version_or_none(spark, path) is None:
-        return write_table(index, path, metadata=metadata)
+        return write_table(index, path, metadata=metadata, merged=True)
     held = read_delta(spark, path, table="person_index")
     if sorted(held.df.columns) != sorted(PERSON_INDEX_COLUMNS):  # from before stable IDs
-        return write_table(index, path, metadata=metadata)
+        return write_table(index, path, metadata=metadata, merged=True)
     keys = ["source", "record_id"]
     compare = [c for c in PERSON_INDEX_COLUMNS if c not in keys]
     differ = " or ".join(f"not (n.`{c}` <=> h.`{c}`)" for c in compare) + " or n.source is null or h.source is null"
@@ -342,7 +344,7 @@ def _write_person_events(spark: SparkSession, cfg: JobConfig, events, run: str, 
     if events.isEmpty() and not stale:
         return read_delta(spark, path, table="person_events") if exists else None
     if not exists:
-        version = delta_io.write_delta(rows, path, metadata=metadata)
+        version = delta_io.write_delta(rows, path, metadata=metadata, merged=True)
     else:
         version = delta_io.merge_delta(rows, path, on=["generation", "event", "person_before", "person_after"],
                                        compare=["run", "record_count"], metadata=metadata,

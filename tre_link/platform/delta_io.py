@@ -90,13 +90,20 @@ def enclosing_table(spark: SparkSession, path: str) -> str | None:
 
 
 def write_delta(df: DataFrame, path: str, *, metadata: dict | None = None,
-                partition_by: list[str] | None = None) -> int:
+                partition_by: list[str] | None = None, merged: bool = False) -> int:
     """Overwrite a Delta table in one atomic commit (readers see the old or the new, never half),
-    recording `metadata` (e.g. which run wrote it) in the commit. Refused inside another table."""
+    recording `metadata` (e.g. which run wrote it) in the commit. Refused inside another table.
+
+    `merged`: the table takes MERGEs of a few rows (a refresh's), so it gets deletion vectors: a
+    MERGE then marks the rows it replaces instead of rewriting every file that holds one. Only
+    linkage-zone tables: research datasets stay readable by Delta readers without them."""
     spark = df.sparkSession
     if (outer := enclosing_table(spark, path)) is not None:
         raise ConfigError(f"refusing to write the table {path} inside the Delta table {outer}")
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if merged:
+        _enable_deletion_vectors(spark, path)
+        writer = writer.option("delta.enableDeletionVectors", "true")  # a new table
     if metadata:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
     if partition_by:
@@ -104,6 +111,26 @@ def write_delta(df: DataFrame, path: str, *, metadata: dict | None = None,
     with _single_writer(path):
         writer.save(path)
     return latest_version(spark, path)
+
+
+def _enable_deletion_vectors(spark: SparkSession, path: str) -> None:
+    """Deletion vectors on for a table written before they were (an overwrite keeps a table's
+    properties, and does not take new ones from the writer): a commit of its own, before the data's.
+    It repeats the metadata of the commit before it, so a run killed between the two still finds
+    which run last wrote the table."""
+    from delta.tables import DeltaTable
+
+    from tre_link.platform.spark import sql_conf
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()["properties"] or {}
+    if properties.get("delta.enableDeletionVectors") != "true":
+        escaped = path.replace("`", "``")
+        settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(commit_metadata(spark, path),
+                                                                                   sort_keys=True)}
+        with sql_conf(spark, settings), _single_writer(path):
+            spark.sql(f"ALTER TABLE delta.`{escaped}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
 
 
 def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], metadata: dict | None = None,
@@ -119,7 +146,7 @@ def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], 
 
     spark = df.sparkSession
     if not DeltaTable.isDeltaTable(spark, path):
-        return write_delta(df, path, metadata=metadata)
+        return write_delta(df, path, metadata=metadata, merged=True)
     condition = " and ".join(f"t.`{c}` <=> s.`{c}`" for c in on)
     changed = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in compare)
     merge = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
@@ -146,7 +173,7 @@ def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, o
 
     spark = upserts.sparkSession
     if not DeltaTable.isDeltaTable(spark, path):
-        return write_delta(upserts, path, metadata=metadata)
+        return write_delta(upserts, path, metadata=metadata, merged=True)
     flagged = upserts.withColumn("_delete", F.lit(False))
     if deleted is not None:
         # A key both upserted and deleted is upserted.
@@ -170,9 +197,9 @@ def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, o
     return latest_version(spark, path)
 
 
-def write_table(df: DataFrame, path: str, *, metadata: dict | None = None) -> VersionedTable:
+def write_table(df: DataFrame, path: str, *, metadata: dict | None = None, merged: bool = False) -> VersionedTable:
     """`write_delta`, then the table as written: the version committed and a frame reading it."""
-    version = write_delta(df, path, metadata=metadata)
+    version = write_delta(df, path, metadata=metadata, merged=merged)
     written = df.sparkSession.read.format("delta").option("versionAsOf", version).load(path)
     return VersionedTable(df=written, path=path, version=version)
 
