@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tre_link.platform.delta_io import read_delta
+from tre_link.platform.delta_io import read_delta, table_properties
 from tre_link.platform.disclosure import release_counts
 from tre_link.platform.errors import ChangesUnavailable, SourceSchemaChanged, SourceVersionOlder
 
@@ -102,10 +102,7 @@ def net_change_feed(feed: DataFrame, id_column: str) -> tuple[DataFrame, DataFra
 
 
 def change_feed_on(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()["properties"] or {}
-    return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+    return str(table_properties(spark, path).get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
 
 def check_refreshable(spark: SparkSession, name: str, path: str, from_version: int, to_version: int) -> None:

@@ -113,6 +113,13 @@ def write_delta(df: DataFrame, path: str, *, metadata: dict | None = None,
     return latest_version(spark, path)
 
 
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """A Delta table's properties (delta.enableChangeDataFeed, delta.enableDeletionVectors, ...)."""
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).detail().select("properties").first()["properties"] or {}
+
+
 def _enable_deletion_vectors(spark: SparkSession, path: str) -> None:
     """Deletion vectors on for a table written before they were (an overwrite keeps a table's
     properties, and does not take new ones from the writer): a commit of its own, before the data's.
@@ -124,8 +131,7 @@ def _enable_deletion_vectors(spark: SparkSession, path: str) -> None:
 
     if not DeltaTable.isDeltaTable(spark, path):
         return
-    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()["properties"] or {}
-    if properties.get("delta.enableDeletionVectors") != "true":
+    if table_properties(spark, path).get("delta.enableDeletionVectors") != "true":
         escaped = path.replace("`", "``")
         settings = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(commit_metadata(spark, path),
                                                                                    sort_keys=True)}
