@@ -44,3 +44,24 @@ def test_an_older_table_gets_deletion_vectors_and_its_commits_keep_their_run_met
     # the property's own commit (version 1) says what the one before it said
     assert [commit_metadata(spark, path, v) for v in (0, 1, 2)] == [{"link_run": "r1"}] * 2 + [{"link_run": "r2"}]
     assert spark.read.format("delta").load(path).count() == 5
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_merge_changes_applies_upserts_and_deletes_once_whether_or_not_its_source_is_broadcast(
+        spark, tmp_path, monkeypatch, broadcast):
+    from tre_link.platform import delta_io
+
+    monkeypatch.setattr(delta_io, "BROADCAST_SOURCE_ROWS", 1_000 if broadcast else 0)
+    path = str(tmp_path / "t")
+    write_delta(spark.createDataFrame([("1", "a"), ("2", "a"), ("3", "a")], "k string, v string"), path, merged=True)
+    upserts = spark.createDataFrame([("2", "b"), ("3", "a"), ("4", "a")], "k string, v string")  # 3 is unchanged
+    deleted = spark.createDataFrame([("1",), ("4",), ("9",)], "k string")  # 4 is upserted too; 9 was never there
+
+    version = merge_changes(upserts, deleted, path, on=["k"])
+    metrics = _last_operation_metrics(spark, path)
+    assert (int(metrics["numTargetRowsUpdated"]), int(metrics["numTargetRowsInserted"]),
+            int(metrics["numTargetRowsDeleted"])) == (1, 1, 1)
+    assert sorted(map(tuple, spark.read.format("delta").load(path).collect())) == [("2", "b"), ("3", "a"), ("4", "a")]
+    # The same changes again change nothing, and commit nothing.
+    assert merge_changes(upserts, deleted, path, on=["k"]) is None
+    assert delta_io.latest_version(spark, path) == version

@@ -203,6 +203,37 @@ def test_refresh_refuses_an_older_source_version_and_a_changed_schema_writing_no
         "no MLflow run was started"
 
 
+def test_projects_published_from_the_same_tables_find_opted_out_persons_once_and_again_after_the_list_changes(
+        spark, refreshed, monkeypatch):
+    from delta.tables import DeltaTable
+
+    from tre_link.publish import stage
+
+    cfg = refreshed.cfg
+    assert cfg.opt_outs and len(cfg.projects) == 2
+    found = []
+    real = stage.opted_out_persons
+    monkeypatch.setattr(stage, "opted_out_persons", lambda *args, **kwargs: found.append(1) or real(*args, **kwargs))
+    tl = TreLink(spark, cfg)
+    first, second = (tl.publish(p.name) for p in cfg.projects)
+    assert len(found) == 1 and first.report == second.report
+
+    gp = next(s for s in cfg.sources if s.name == "gp")
+    listed = delta_io.latest_version(spark, cfg.opt_outs)
+    opt_outs = spark.read.format("delta").load(cfg.opt_outs)
+    numbers = (spark.read.format("delta").load(gp.path).select(F.col(gp.columns.nhs_number).cast("string").alias("nhs_number"))
+               .where("nhs_number is not null").join(opt_outs, "nhs_number", "left_anti").distinct().limit(5))
+    numbers.select(*opt_outs.columns).write.format("delta").mode("append").save(cfg.opt_outs)
+    try:
+        again = tl.publish(cfg.projects[0].name)
+        assert len(found) == 2
+        assert again.report.persons_opted_out > first.report.persons_opted_out
+    finally:
+        DeltaTable.forPath(spark, cfg.opt_outs).restoreToVersion(listed)
+        for project in cfg.projects:
+            tl.publish(project.name)
+
+
 def test_refresh_without_a_source_removes_its_records_as_events_and_matches_a_full_link(spark, refreshed):
     """Last in this module: it refreshes with the council source taken out of the config."""
     cfg = refreshed.cfg

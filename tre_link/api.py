@@ -121,6 +121,7 @@ class TreLink:
         self.config: JobConfig = config
         self.config_path = str(config_path) if config_path is not None else None
         self._holding = False
+        self._opted_out: publish_stage.OptedOut | None = None
 
     # ------------------------------------------------------------------------------------ stages
 
@@ -146,7 +147,9 @@ class TreLink:
     def publish(self, project: str) -> PublishResult:
         """One project's research dataset, under its own key, without any person who opted out."""
         with self._holding_zone(f"publish {project}"):
-            return publish_stage.publish(self.spark, self.config, project)
+            published = publish_stage.publish(self.spark, self.config, project, opted_out=self._opted_out)
+        self._opted_out = published.opted_out  # the next project's, when it reads the same tables
+        return published
 
     def reidentify(self, project: str, keys_file: str, reason: str, *,
                    requested_by: str | None = None) -> ReidentifyResult:

@@ -64,18 +64,33 @@ def row_hash(columns: list[str]) -> Column:
     return F.sha2(F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns])), 256)
 
 
-def diff_versions(before: DataFrame, after: DataFrame, id_column: str) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(inserted, updated, deleted) from two versions of one table (same columns): by record id,
-    and by row hash for the records in both. Only ids and hashes are shuffled from `before`."""
+def changed_ids(before: DataFrame, after: DataFrame, id_column: str) -> DataFrame:
+    """`_id` and `_kind` (inserted, updated or deleted) of every record that differs between two
+    versions of one table (same columns): by record id, and by row hash for the records in both.
+    Only ids and hashes are shuffled, never whole rows."""
     columns = after.columns
     old = before.select(F.col(id_column).alias("_id"), row_hash(columns).alias("_before_hash"))
-    new = after.withColumn("_after_hash", row_hash(columns))
-    joined = new.join(old, new[id_column] == old["_id"], "full_outer")
-    inserted = joined.where(F.col("_id").isNull()).select(*columns)
-    updated = joined.where(F.col("_id").isNotNull() & F.col("_after_hash").isNotNull()
-                           & (F.col("_after_hash") != F.col("_before_hash"))).select(*columns)
-    deleted = joined.where(F.col("_after_hash").isNull()).select(F.col("_id").alias(id_column))
+    new = after.select(F.col(id_column).alias("_id"), row_hash(columns).alias("_after_hash"))
+    kind = (F.when(F.col("_before_hash").isNull(), F.lit("inserted"))
+            .when(F.col("_after_hash").isNull(), F.lit("deleted"))
+            .when(F.col("_before_hash") != F.col("_after_hash"), F.lit("updated")))
+    return new.join(old, "_id", "full_outer").select("_id", kind.alias("_kind")).where(F.col("_kind").isNotNull())
+
+
+def changes_of(after: DataFrame, kinds: DataFrame, id_column: str) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(inserted, updated, deleted): the rows of `after` that `kinds` (from `changed_ids`) says were
+    inserted or updated, and the ids it says were deleted."""
+    present = after.join(kinds.where(F.col("_kind") != "deleted"), after[id_column] == kinds["_id"])
+    inserted = present.where(F.col("_kind") == "inserted").select(*after.columns)
+    updated = present.where(F.col("_kind") == "updated").select(*after.columns)
+    deleted = kinds.where(F.col("_kind") == "deleted").select(F.col("_id").alias(id_column))
     return inserted, updated, deleted
+
+
+def diff_versions(before: DataFrame, after: DataFrame, id_column: str) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(inserted, updated, deleted) from two versions of one table (same columns): by record id,
+    and by row hash for the records in both."""
+    return changes_of(after, changed_ids(before, after, id_column), id_column)
 
 
 def net_change_feed(feed: DataFrame, id_column: str) -> tuple[DataFrame, DataFrame, DataFrame]:
@@ -130,6 +145,7 @@ def source_changes(spark: SparkSession, name: str, path: str, id_column: str, fr
     `to_version`, materialised (so they are read once, and any unreadable version is found here,
     before anything is written), with their counts."""
     after = read_delta(spark, path, to_version, table=name).df
+    kinds = None  # diffing: the changed ids, before their rows are read
     if from_version is None:
         empty = after.limit(0)
         inserted, updated, deleted, method = after, empty, empty.select(id_column), "new_source"
@@ -150,10 +166,12 @@ def source_changes(spark: SparkSession, name: str, path: str, id_column: str, fr
                     raise
                 # The feed was off for part of the range, or its files are gone: diff the versions.
         if method is None:
-            before = read_delta(spark, path, from_version, table=name).df
-            inserted, updated, deleted = diff_versions(before, after, id_column)
+            kinds = changed_ids(read_delta(spark, path, from_version, table=name).df, after, id_column)
             method = "diff"
     try:
+        if kinds is not None:
+            # The changed ids found once (both versions read and hashed once), then their rows.
+            inserted, updated, deleted = changes_of(after, kinds.localCheckpoint(eager=True), id_column)
         inserted, updated, deleted = [d.localCheckpoint(eager=True) for d in (inserted, updated, deleted)]
     except Exception as err:  # noqa: BLE001
         if not any(marker in str(err) for marker in _GONE):

@@ -165,12 +165,26 @@ def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], 
     return latest_version(spark, path)
 
 
+# Sources of merge_changes up to this many rows (a refresh's changes) are broadcast.
+BROADCAST_SOURCE_ROWS = 500_000
+
+
+def _changes_rows(target: DataFrame, source: DataFrame, condition: str, differ: str, *, upserts: int) -> bool:
+    """Whether merging `source` (flagged `_delete`) would change any row of `target`: it deletes a
+    row there, or upserts one that is not there as it is. Inner joins only, so a broadcast source
+    is never shuffled against the table. Keys are unique in both."""
+    matched = target.alias("t").join(source.alias("s"), F.expr(condition)).agg(
+        F.count(F.when(F.col("s._delete"), 1)).alias("deleted"),
+        F.count(F.when(~F.col("s._delete") & ~F.expr(f"({differ})"), 1)).alias("unchanged")).first()
+    return matched["deleted"] > 0 or matched["unchanged"] < upserts
+
+
 def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, on: list[str],
                   metadata: dict | None = None, force: bool = False) -> int | None:
     """Apply changes to the Delta table at `path` in one MERGE commit: rows of `upserts` replace
-    the rows matching them on `on` (only where a column differs) or are inserted, and the rows
-    matching a key of `deleted` (the `on` columns) are deleted. Creates the table from `upserts`
-    when there is none. Returns the version committed, or None when there was nothing to apply
+    the rows matching them on `on` (keys: never null; only where a column differs) or are
+    inserted, and the rows matching a key of `deleted` (the `on` columns) are deleted. Creates the
+    table from `upserts` when there is none. Returns the version committed, or None when there was nothing to apply
     (no commit, unless `force`: a commit that marks a run finished). A rerun with the same changes
     changes nothing more."""
     from delta.tables import DeltaTable
@@ -185,15 +199,20 @@ def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, o
         # A key both upserted and deleted is upserted.
         gone = deleted.select(*on).distinct().join(upserts.select(*on), on, "left_anti")
         flagged = flagged.unionByName(gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
+    # Read once: counted, checked against the table and merged.
+    flagged = flagged.localCheckpoint(eager=True)
+    sizes = flagged.agg(F.count(F.lit(1)).alias("rows"), F.count(F.when(~F.col("_delete"), 1)).alias("upserts")).first()
+    # A small source is broadcast to the joins below and to MERGE's own: the table is then only
+    # scanned, not shuffled (about half a MERGE's time at 1.5M records).
+    source = F.broadcast(flagged) if sizes["rows"] <= BROADCAST_SOURCE_ROWS else flagged
     columns = upserts.columns
-    condition = " and ".join(f"t.`{c}` <=> s.`{c}`" for c in on)
+    # Plain equality: keys are never null, and with `<=>` here Delta's MERGE takes twice as long.
+    condition = " and ".join(f"t.`{c}` = s.`{c}`" for c in on)
     differ = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in columns if c not in on) or "false"
-    target = spark.read.format("delta").load(path)
-    effective = flagged.alias("s").join(target.alias("t"), F.expr(condition), "left").where(
-        f"(s._delete and t.`{on[0]}` is not null) or (not s._delete and (t.`{on[0]}` is null or {differ}))")
-    if not force and effective.isEmpty():
+    if not force and not _changes_rows(spark.read.format("delta").load(path), source, condition, differ,
+                                       upserts=sizes["upserts"]):
         return None
-    merge = (DeltaTable.forPath(spark, path).alias("t").merge(flagged.alias("s"), condition)
+    merge = (DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), condition)
              .whenMatchedDelete(condition="s._delete")
              .whenMatchedUpdate(condition=f"not s._delete and ({differ})", set={f"`{c}`": f"s.`{c}`" for c in columns})
              .whenNotMatchedInsert(condition="not s._delete", values={f"`{c}`": f"s.`{c}`" for c in columns}))

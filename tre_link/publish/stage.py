@@ -35,11 +35,21 @@ class PublishReport:
 
 
 @dataclass(frozen=True)
+class OptedOut:
+    """The persons left out of every project's dataset: found once for a person index, the
+    standardised records and an opt-out list, and reused by each project published from them."""
+    basis: tuple  # the Delta versions it was found from
+    persons: DataFrame | None  # person_id, materialised; None without an opt-out list
+    report: PublishReport
+
+
+@dataclass(frozen=True)
 class PublishResult:
     project: str
     research: VersionedTable  # the project's dataset in the research zone
     report: PublishReport
     key_events: VersionedTable | None = None  # how the project's person keys changed (research zone)
+    opted_out: OptedOut | None = None  # to pass to the next project's `publish`
 
 
 def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
@@ -58,13 +68,17 @@ def project_key(cfg: JobConfig, project: ProjectConfig) -> bytes:
     return keys[f"project {project.name}"]
 
 
-def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishResult:
-    """Write one project's research dataset from the last link, without any opted-out person."""
+def publish(spark: SparkSession, cfg: JobConfig, project_name: str, *, opted_out: OptedOut | None = None) -> PublishResult:
+    """Write one project's research dataset from the last link, without any opted-out person.
+    `opted_out`: the last project's (`PublishResult.opted_out`), used when it was found from the
+    tables this one reads, so publishing every project finds them once."""
     project = cfg.project(project_name)
     key = project_key(cfg, project)
     links, person_index = linked_tables(spark, cfg)
     standardised = read_standardised(spark, cfg)
-    index, report, left_out = _without_opted_out(spark, cfg, person_index.df, standardised)
+    opted_out = _opted_out(spark, cfg, person_index, standardised, reuse=opted_out)
+    report, left_out = opted_out.report, opted_out.persons
+    index = person_index.df if left_out is None else person_index.df.join(F.broadcast(left_out), "person_id", "left_anti")
     metadata = {"link_run": commit_metadata(spark, links.path, links.version).get("link_run"),
                 "opt_outs_version": report.opt_outs_version}
     research = publish_project(
@@ -78,7 +92,8 @@ def publish(spark: SparkSession, cfg: JobConfig, project_name: str) -> PublishRe
     )
     key_events = write_table(_key_events(spark, cfg, key, left_out), key_events_path(project, cfg.output),
                              metadata=metadata)
-    return PublishResult(project=project.name, research=research, report=report, key_events=key_events)
+    return PublishResult(project=project.name, research=research, report=report, key_events=key_events,
+                         opted_out=opted_out)
 
 
 def _households(spark: SparkSession, cfg: JobConfig, link_run: str | None) -> DataFrame:
@@ -103,15 +118,19 @@ def _key_events(spark: SparkSession, cfg: JobConfig, key: bytes, left_out: DataF
     return build_key_events(events, project_key=key, left_out=left_out)
 
 
-def _without_opted_out(spark: SparkSession, cfg: JobConfig, person_index: DataFrame,
-                       standardised: DataFrame) -> tuple[DataFrame, PublishReport, DataFrame | None]:
-    """The person index without every record of every person who opted out (by any record), and
-    those persons (person_id)."""
-    if not cfg.opt_outs:
-        return person_index, PublishReport(opt_outs_version=None, persons_opted_out=0, records_opted_out=0), None
-    opt_outs = read_delta(spark, cfg.opt_outs, cfg.opt_outs_version, table="opt_outs")
-    persons = opted_out_persons(person_index, standardised, opt_outs.df, linkage_key=linkage_key(cfg)).localCheckpoint()
-    removed = person_index.join(F.broadcast(persons), "person_id", "left_semi")
-    report = PublishReport(opt_outs_version=opt_outs.version, persons_opted_out=persons.count(),
-                           records_opted_out=removed.count())
-    return person_index.join(F.broadcast(persons), "person_id", "left_anti"), report, persons
+def _opted_out(spark: SparkSession, cfg: JobConfig, person_index: VersionedTable, standardised: DataFrame, *,
+               reuse: OptedOut | None) -> OptedOut:
+    """Every person who opted out (by any record), found from the last link's person index, the
+    standardised records and the opt-out list, unless `reuse` was found from the same versions."""
+    opt_outs = read_delta(spark, cfg.opt_outs, cfg.opt_outs_version, table="opt_outs") if cfg.opt_outs else None
+    basis = (person_index.version, opt_outs.version if opt_outs else None,
+             *(version_or_none(spark, cfg.output.standardised_table(s.name)) for s in cfg.sources))
+    if reuse is not None and reuse.basis == basis:
+        return reuse
+    if opt_outs is None:
+        return OptedOut(basis=basis, persons=None,
+                        report=PublishReport(opt_outs_version=None, persons_opted_out=0, records_opted_out=0))
+    persons = opted_out_persons(person_index.df, standardised, opt_outs.df, linkage_key=linkage_key(cfg)).localCheckpoint()
+    removed = person_index.df.join(F.broadcast(persons), "person_id", "left_semi")
+    return OptedOut(basis=basis, persons=persons, report=PublishReport(
+        opt_outs_version=opt_outs.version, persons_opted_out=persons.count(), records_opted_out=removed.count()))
