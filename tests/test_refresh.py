@@ -229,9 +229,8 @@ def test_projects_published_from_the_same_tables_find_opted_out_persons_once_and
         assert len(found) == 2
         assert again.report.persons_opted_out > first.report.persons_opted_out
     finally:
+        # The list as it was; no test after this one reads the research datasets.
         DeltaTable.forPath(spark, cfg.opt_outs).restoreToVersion(listed)
-        for project in cfg.projects:
-            tl.publish(project.name)
 
 
 def test_refresh_without_a_source_removes_its_records_as_events_and_matches_a_full_link(spark, refreshed):
