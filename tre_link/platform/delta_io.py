@@ -184,9 +184,9 @@ def merge_changes(upserts: DataFrame, deleted: DataFrame | None, path: str, *, o
     """Apply changes to the Delta table at `path` in one MERGE commit: rows of `upserts` replace
     the rows matching them on `on` (keys: never null; only where a column differs) or are
     inserted, and the rows matching a key of `deleted` (the `on` columns) are deleted. Creates the
-    table from `upserts` when there is none. Returns the version committed, or None when there was nothing to apply
-    (no commit, unless `force`: a commit that marks a run finished). A rerun with the same changes
-    changes nothing more."""
+    table from `upserts` when there is none. Returns the version committed, or None when there was
+    nothing to apply (no commit, unless `force`: a commit that marks a run finished). A rerun with
+    the same changes changes nothing more."""
     from delta.tables import DeltaTable
 
     from tre_link.platform.spark import sql_conf
