@@ -1,11 +1,16 @@
-"""Delta writes: tables a refresh MERGEs into take deletion vectors, and keep their run metadata."""
+"""Delta writes: tables a refresh MERGEs into take deletion vectors, and keep their run metadata;
+versions and run metadata read from the table's log agree with Delta's own history."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from pyspark.sql import functions as F
 
+from tre_link.platform import delta_io
 from tre_link.platform.delta_io import commit_metadata, merge_changes, write_delta
+from tre_link.platform.errors import InputDataError
 
 
 def _last_operation_metrics(spark, path) -> dict:
@@ -44,6 +49,32 @@ def test_an_older_table_gets_deletion_vectors_and_its_commits_keep_their_run_met
     # the property's own commit (version 1) says what the one before it said
     assert [commit_metadata(spark, path, v) for v in (0, 1, 2)] == [{"link_run": "r1"}] * 2 + [{"link_run": "r2"}]
     assert spark.read.format("delta").load(path).count() == 5
+
+
+def test_versions_and_run_metadata_read_from_the_log_agree_with_delta_history(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "t")
+    assert delta_io.version_or_none(spark, path) is None
+    with pytest.raises(InputDataError, match="no Delta table"):
+        delta_io.latest_version(spark, path)
+    write_delta(spark.range(3), path, metadata={"link_run": "r1"})
+    merge_changes(spark.range(2, 4), None, path, on=["id"])  # a commit with no metadata of ours
+    write_delta(spark.range(5), path, metadata={"link_run": "r2", "generation": 2})
+
+    history = {r["version"]: r["userMetadata"] for r in DeltaTable.forPath(spark, path).history().collect()}
+    assert delta_io.latest_version(spark, path) == delta_io.version_or_none(spark, path) == max(history) == 2
+    assert [commit_metadata(spark, path, v) for v in sorted(history)] == [
+        json.loads(history[v]) if history[v] else {} for v in sorted(history)]
+    assert commit_metadata(spark, path) == {"link_run": "r2", "generation": 2}
+
+
+def test_a_damaged_commit_is_refused_naming_the_table(spark, tmp_path):
+    path = str(tmp_path / "t")
+    write_delta(spark.range(3), path, metadata={"link_run": "r1"})
+    (tmp_path / "t" / "_delta_log" / f"{0:020d}.json").write_text("{not json")
+    with pytest.raises(InputDataError, match=r"table .*t: commit 0 of its Delta log is not JSON"):
+        commit_metadata(spark, path)
 
 
 @pytest.mark.parametrize("broadcast", [True, False])

@@ -54,13 +54,18 @@ class LinkOutputs:
 # made training and linking 1.5M records about 10% and 15% faster. (Standardisation is the
 # other way round, so this holds only while training and linking.)
 _LINKAGE_SQL_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000"}
+# Training's jobs are many and small (sampling, EM's rounds): adaptive execution re-plans each one
+# stage by stage, which cost a 1,455-record demo run 4 of its 12 s of training, and a 1.5M one
+# nothing (train 32 s without it, 38 s with it, within the run-to-run noise). Linking keeps it: at
+# 1.5M its link stage took 110 s with and 121 s without.
+_TRAINING_SQL_CONF = {**_LINKAGE_SQL_CONF, "spark.sql.adaptive.enabled": "false"}
 
 
 def train_model(records: DataFrame, linkage: LinkageConfig, seed: int,
                 model_path: str) -> tuple[str, probabilistic.GuardRails]:
     """Train the Fellegi-Sunter model on records with a unique_id and save it as Splink JSON;
     returns its path and what the guard rails after training found."""
-    with sql_conf(records.sparkSession, _LINKAGE_SQL_CONF):
+    with sql_conf(records.sparkSession, _TRAINING_SQL_CONF):
         model, rails = probabilistic.train(records, linkage, seed)
     # While the trained model still holds its estimates from every training session.
     probabilistic.save_parameter_charts(model, probabilistic.model_chart_folder(model_path))

@@ -25,17 +25,29 @@ class VersionedTable:
     version: int
 
 
-def latest_version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
+# The Delta protocol names commit N of a table `_delta_log/N.json`, N zero-padded to 20 digits, and
+# never removes the newest. Reading the log's listing and commit files directly costs a few
+# milliseconds; DeltaTable.history() runs a Spark job (about 0.1 s), and a run asks about a hundred
+# times which version a table is at and which run wrote it.
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+def _log_dir(path: str) -> str:
+    return f"{path.rstrip('/')}/_delta_log"
 
 
 def version_or_none(spark: SparkSession, path: str) -> int | None:
     """The table's latest version, or None where there is no Delta table yet."""
-    from delta.tables import DeltaTable
+    versions = [int(m.group(1)) for name in storage.names(spark, _log_dir(path))
+                if (m := _COMMIT_FILE.match(name))]
+    return max(versions, default=None)
 
-    return latest_version(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    version = version_or_none(spark, path)
+    if version is None:
+        raise InputDataError(f"no Delta table at path {path}")
+    return version
 
 
 # What Spark and Delta say when a table's files are damaged, missing or vacuumed away.
@@ -64,12 +76,11 @@ def reading(table: str) -> Iterator[None]:
 
 def read_delta(spark: SparkSession, path: str, version: int | None = None, *, table: str | None = None) -> VersionedTable:
     """Read a Delta table at `version` (latest when None) and say which version was read."""
-    from delta.tables import DeltaTable
-
     label = table or path
-    if not DeltaTable.isDeltaTable(spark, path):
+    latest = version_or_none(spark, path)
+    if latest is None:
         raise InputDataError(f"table {label}: no Delta table at path {path}")
-    resolved = latest_version(spark, path) if version is None else version
+    resolved = latest if version is None else version
     try:
         df = spark.read.format("delta").option("versionAsOf", resolved).load(path)
     except Exception as err:  # noqa: BLE001 - Spark raises several types for a missing version
@@ -230,15 +241,18 @@ def write_table(df: DataFrame, path: str, *, metadata: dict | None = None, merge
 
 
 def commit_metadata(spark: SparkSession, path: str, version: int | None = None) -> dict:
-    """The metadata `write_delta` recorded with a commit (the latest by default); {} when none."""
-    from delta.tables import DeltaTable
-
-    history = DeltaTable.forPath(spark, path).history()
-    row = (history.where(f"version = {int(version)}") if version is not None else history.limit(1)) \
-        .select("userMetadata").first()
-    text = row["userMetadata"] if row else None
+    """The metadata `write_delta` recorded with a commit (the latest by default): the commit's
+    commitInfo.userMetadata. {} when there is none, or the commit file is gone (log clean-up)."""
+    version = latest_version(spark, path) if version is None else int(version)
+    text = storage.read_text(spark, f"{_log_dir(path)}/{version:020d}.json") or ""
     try:
-        return json.loads(text) if text else {}
+        infos = [action["commitInfo"] for line in text.splitlines() if line.strip()
+                 if "commitInfo" in (action := json.loads(line))]
+    except json.JSONDecodeError:
+        raise InputDataError(f"table {path}: commit {version} of its Delta log is not JSON; the log is damaged") from None
+    user_metadata = infos[0].get("userMetadata") if infos else None
+    try:
+        return json.loads(user_metadata) if user_metadata else {}
     except json.JSONDecodeError:
         return {}
 

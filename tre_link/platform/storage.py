@@ -54,3 +54,26 @@ def children(spark, location: str) -> list[str]:
     if not fs.exists(path):
         return []
     return [status.getPath().toString() for status in fs.listStatus(path)]
+
+
+def names(spark, location: str) -> list[str]:
+    """The names of the entries directly below a directory; none when it does not exist."""
+    return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in children(spark, location)]
+
+
+def read_text(spark, location: str) -> str | None:
+    """A file's text (UTF-8); None when it is not there."""
+    local = local_path(location)
+    if local is not None:
+        try:
+            return local.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+    fs, path = _hadoop(spark, location)
+    if not fs.exists(path):
+        return None
+    stream = fs.open(path)
+    try:
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()

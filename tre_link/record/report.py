@@ -11,7 +11,6 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date
-from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import DataFrame, Window
@@ -220,12 +219,12 @@ def subgroup_match_rates(frame, names: tuple[str, str, str] = ("records", "linke
 
     Returns released counts and rates (from the released counts), subgroups in SUBGROUPS order and
     values in their natural order (age bands by age); only aggregates are collected."""
-    parts = [
-        frame.select(F.lit(name).alias("subgroup"),
-                     F.coalesce(F.col(name), F.lit("unknown")).alias("value"), "_linked")
+    # One row per (record, subgroup) from a single scan of `frame` (a union would read it per subgroup).
+    per_subgroup = F.explode(F.array(*[
+        F.struct(F.lit(name).alias("subgroup"), F.coalesce(F.col(name), F.lit("unknown")).alias("value"))
         for name in SUBGROUPS
-    ]
-    stacked = reduce(lambda a, b: a.unionByName(b), parts)
+    ])).alias("_group")
+    stacked = frame.select(per_subgroup, "_linked").select("_group.subgroup", "_group.value", "_linked")
     agg = stacked.groupBy("subgroup", "value").agg(
         F.count(F.lit(1)).alias("records"), F.sum("_linked").alias("linked")
     )
