@@ -14,10 +14,17 @@ from tre_link.platform.spark import build_session
 
 
 def pytest_collection_modifyitems(items):
-    """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them)."""
+    """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them).
+
+    Files holding a minutes-long (slow) test run first, then those reading the demo run, then the
+    rest, each file's tests in their own order: `make test` keeps this order on its two workers
+    (--no-loadscope-reorder), so both end on short files instead of one waiting for the other's
+    last long test."""
     for item in items:
         if {"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    holding = {marker: {item.path for item in items if item.get_closest_marker(marker)} for marker in ("slow", "e2e")}
+    items.sort(key=lambda item: 0 if item.path in holding["slow"] else 1 if item.path in holding["e2e"] else 2)
 
 
 def printed_key_forms(key: bytes) -> list[str]:

@@ -236,6 +236,7 @@ def _other_workers_temp(tmp_path_factory) -> list[Path]:
     return [d.resolve() for d in own.parent.glob("popen-gw*") if d.resolve() != own]
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_no_identifier_outside_the_linkage_zone_and_a_rerun_recovers(
         spark, population, clean_run, tmp_path, tmp_path_factory):
     """`tre-link run` killed (SIGKILL) while it links: no NHS number or postcode of the population in
@@ -471,6 +472,7 @@ def test_quality_warnings_reach_the_summary_and_mlflow(demo_run):
 
 # Commits of one run: gp, hospital, council, quality_profile, person_index, person_events, scored_pairs,
 # links (the link's last: it marks the link finished), then each project's research dataset and key_events.
+@pytest.mark.slow
 @pytest.mark.parametrize("commit", [1, 5, 6, 8])
 def test_crash_at_a_commit_point_then_rerun_equals_a_clean_run(spark, population, clean_run, tmp_path, monkeypatch,
                                                                 commit):

@@ -18,6 +18,8 @@ from tre_link.synth import generate
 
 from conftest import SimulatedCrash, _crash_after_commit, small_demo_config
 
+pytestmark = pytest.mark.slow  # every test reads a refresh of a population of its own
+
 SEED = 6151  # this population's own
 PEOPLE = 150
 COPIES = 20

@@ -19,6 +19,8 @@ from tre_link.synth import generate
 
 from conftest import small_demo_config
 
+pytestmark = pytest.mark.slow  # every test reads a refresh of a population of its own
+
 SEED = 7919
 PEOPLE = 300
 

@@ -44,6 +44,7 @@ def version_or_none(spark: SparkSession, path: str) -> int | None:
 
 
 def latest_version(spark: SparkSession, path: str) -> int:
+    """The table's latest version; refused where there is no Delta table."""
     version = version_or_none(spark, path)
     if version is None:
         raise InputDataError(f"no Delta table at path {path}")
