@@ -36,7 +36,8 @@ TEST_WORKERS ?= 2
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
-# The edit loop: everything but the end-to-end demo run and the minutes-long subprocess checks.
+# The edit loop: everything but the end-to-end demo run and the minutes-long checks (subprocess
+# runs, refreshes, crashes and their reruns).
 test-fast: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e"
 

@@ -18,7 +18,7 @@ def _slow_job(spark) -> int:
     return spark.range(0, 4, 1, 2).rdd.map(lambda x: time.sleep(1.5) or x).count()
 
 
-def test_stage_counter_heartbeat_and_total_time(spark, caplog):
+def test_stage_counter_heartbeat_stage_times_and_total_time(spark, caplog):
     caplog.set_level(logging.INFO, logger="tre_link")
     progress = Progress(spark, 2, interval=0.3, log_every=0)
     with progress.stage("first"):
@@ -32,10 +32,12 @@ def test_stage_counter_heartbeat_and_total_time(spark, caplog):
     assert beats and any(re.search(r"Spark job \d+: stage \d+ \d+/2 tasks", b) for b in beats), lines
     assert re.fullmatch(r"\[1/2\] first done in \d+s", lines[len(beats) + 1])
     assert "[2/2] second" in lines and re.fullmatch(r"finished 2 stages in \d+s", lines[-1])
+    assert list(progress.stage_seconds) == ["first", "second"]
+    assert progress.stage_seconds["first"] >= 3.0 > progress.stage_seconds["second"]  # two 1.5 s sleeps per task
     assert not [t for t in threading.enumerate() if t.name.startswith("tre-link heartbeat")]
 
 
-def test_heartbeat_stops_when_the_stage_fails(spark):
+def test_heartbeat_stops_when_the_stage_fails_and_the_stage_has_no_time(spark):
     progress = Progress(spark, 1, interval=0.2, log_every=0)
     try:
         with progress.stage("failing"):
@@ -43,6 +45,7 @@ def test_heartbeat_stops_when_the_stage_fails(spark):
     except ValueError:
         pass
     assert not [t for t in threading.enumerate() if t.name.startswith("tre-link heartbeat")]
+    assert progress.stage_seconds == {}
 
 
 def test_duration_reads_minutes_and_seconds():

@@ -79,6 +79,7 @@ class Progress:
         self.spark, self.total, self.interval, self.log_every = spark, total, interval, log_every
         self.done = 0
         self.started = time.perf_counter()
+        self.stage_seconds: dict[str, float] = {}  # each finished stage's wall time, by name
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -91,7 +92,8 @@ class Progress:
             yield
         finally:
             heartbeat.stop()
-        log.info("%s %s done in %s", counter, name, duration(time.perf_counter() - start))
+        self.stage_seconds[name] = time.perf_counter() - start
+        log.info("%s %s done in %s", counter, name, duration(self.stage_seconds[name]))
 
     @property
     def seconds(self) -> float:
