@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -88,11 +89,25 @@ def _outputs(spark, cfg: JobConfig) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def clean_run(spark, population, tmp_path_factory) -> dict[str, str]:
+def clean_zones(spark, population, tmp_path_factory) -> Path:
+    """The zones of one clean run (every stage but MLflow's), which no test changes: returns their root."""
+    root = tmp_path_factory.mktemp("clean")
+    _stages(spark, zones(population, root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean_run(spark, clean_zones) -> dict[str, str]:
     """The outputs of one clean run, to compare every recovered run with."""
-    config = zones(population, tmp_path_factory.mktemp("clean"))
-    _stages(spark, config)
-    return _outputs(spark, load_config(config))
+    return _outputs(spark, load_config(clean_zones / "job.yaml"))
+
+
+def copy_of_clean_zones(clean_zones: Path, population: Path, root: Path) -> Path:
+    """The clean run's tables in zones of a test's own, for a test that needs a linked and published
+    zone to work on, not a run of its own; returns its config. Delta tables hold relative paths, so
+    a copy is whole; the MLflow store and Spark scratch stay behind."""
+    shutil.copytree(clean_zones, root, ignore=shutil.ignore_patterns("job.yaml", "mlflow.db", "_scratch"))
+    return zones(population, root)
 
 
 def _identifiers(spark, cfg: JobConfig) -> dict[str, set[str]]:
@@ -485,9 +500,8 @@ def test_crash_at_a_commit_point_then_rerun_equals_a_clean_run(spark, population
     assert _outputs(spark, load_config(config)) == clean_run
 
 
-def test_publish_refuses_links_and_person_index_from_different_runs(spark, population, tmp_path):
-    config = zones(population, tmp_path)
-    _stages(spark, config)
+def test_publish_refuses_links_and_person_index_from_different_runs(spark, population, clean_zones, tmp_path):
+    config = copy_of_clean_zones(clean_zones, population, tmp_path / "zones")
     tl = TreLink(spark, config)
     # A link killed after its person_index commit, before its last (links) commit.
     path = tl.config.output.person_index_table
@@ -574,9 +588,9 @@ def test_reading_a_vacuumed_version_is_a_named_input_error(spark, tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_reidentify_maps_keys_back_inside_the_linkage_zone_and_audits_it(spark, population, tmp_path, capsys):
-    config = zones(population, tmp_path / "zones")
-    _stages(spark, config)
+def test_reidentify_maps_keys_back_inside_the_linkage_zone_and_audits_it(spark, population, clean_zones, tmp_path,
+                                                                        capsys):
+    config = copy_of_clean_zones(clean_zones, population, tmp_path / "zones")
     cfg = load_config(config)
     research = spark.read.format("delta").load(cfg.output.research_table("cardio_outcomes"))
     keys = sorted({r.person_key for r in research.select("person_key").limit(12).collect()})
