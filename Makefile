@@ -30,12 +30,11 @@ demo: $(INSTALLED)
 
 # Two workers (TEST_WORKERS=0 for one process): on two cores they cut the suite's time by
 # overlapping one test's JVM start-up, Delta commits and subprocess waits with another's work.
-# Each group of tests runs on one worker (--dist loadgroup; tests/conftest.py groups by file, and
-# the tests reading the shared demo run together), so fixtures are built once; groups go out in
-# the order tests/conftest.py puts them (longest first), not xdist's (most tests first).
+# Each file runs on one worker (--dist loadfile), so its module fixtures are built once; files go
+# out in the order tests/conftest.py puts them (longest first), not xdist's (most tests first).
 TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(VENV)/bin/python -m pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+	$(VENV)/bin/python -m pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The edit loop: everything but the end-to-end demo run and the minutes-long checks (subprocess
 # runs, refreshes, crashes and their reruns).

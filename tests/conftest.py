@@ -13,27 +13,18 @@ from tre_link.platform.config import SparkSettings
 from tre_link.platform.spark import build_session
 
 
-DEMO_RUN_GROUP = "demo-run"
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them).
 
-    `make test` (--dist loadgroup) sends each group to one worker: the tests reading the demo run
-    form one group, so that run (minutes) is built once, not once per worker; every other test is
-    in its file's group, so a file's module fixtures are built once. Files holding a minutes-long
-    (slow) test go first, then the demo-run group, then the rest, each file's tests in their own
-    order: the workers keep this order (--no-loadscope-reorder), so both end on short files
-    instead of one waiting for the other's last long test."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    reads_demo = {}
+    Files holding a minutes-long (slow) test run first, then those reading the demo run, then the
+    rest, each file's tests in their own order: `make test` keeps this order on its two workers
+    (--no-loadscope-reorder), so both end on short files instead of one waiting for the other's
+    last long test."""
     for item in items:
-        reads_demo[item] = bool({"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())))
-        if reads_demo[item]:
+        if {"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-        item.add_marker(pytest.mark.xdist_group(DEMO_RUN_GROUP if reads_demo[item] else item.path.name))
-    items.sort(key=lambda item: 1 if reads_demo[item] else 0 if item.path in slow_files else 2)
+    holding = {marker: {item.path for item in items if item.get_closest_marker(marker)} for marker in ("slow", "e2e")}
+    items.sort(key=lambda item: 0 if item.path in holding["slow"] else 1 if item.path in holding["e2e"] else 2)
 
 
 def printed_key_forms(key: bytes) -> list[str]:

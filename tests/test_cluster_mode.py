@@ -1,6 +1,6 @@
-"""The same `jobs/link.py` on a real Spark standalone cluster (one master, two workers on 127.0.0.1)
-and in local mode gives the same links and person index. Runs bench/cluster_check.py, which starts
-and always stops the cluster. Takes a few minutes."""
+"""`jobs/link.py` on a real Spark standalone cluster (one master, two workers on 127.0.0.1) gives
+the same links and person index as the same link in local mode. Runs bench/cluster_check.py, which
+starts and always stops the cluster. Takes a few minutes."""
 
 from __future__ import annotations
 
