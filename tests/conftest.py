@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,33 @@ from tre_link.platform.config import SparkSettings
 from tre_link.platform.spark import build_session
 
 
+DEMO_RUN_FIXTURES = ("demo_run", "tracked_run")
+
+
+@functools.cache
+def reads_demo_run(test_file: Path) -> bool:
+    """Whether a test file names a fixture of the shared demo run (all xdist's controller can
+    know of a file: it sees test ids, not fixtures)."""
+    return re.search(r"\b(?:%s)\b" % "|".join(DEMO_RUN_FIXTURES), test_file.read_text()) is not None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that every file reading the shared demo run goes to one worker: the
+    run is built once, not once per worker, and test_key_leaks finds it in that worker's own event
+    log. (`--dist loadgroup` would do this, but pytest-xdist 3.8 groups by renaming
+    Item._nodeid, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class DemoRunFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = super()._split_scope(nodeid)
+            return "the shared demo run" if reads_demo_run(config.rootpath / test_file) else test_file
+
+    return DemoRunFilesTogether(config, log)
+
+
 def pytest_collection_modifyitems(items):
     """Every test that reads the shared demo run is an end-to-end test (`make test-fast` skips them).
 
@@ -21,8 +50,11 @@ def pytest_collection_modifyitems(items):
     (--no-loadscope-reorder), so both end on short files instead of one waiting for the other's
     last long test."""
     for item in items:
-        if {"demo_run", "tracked_run"} & set(getattr(item, "fixturenames", ())):
+        if set(DEMO_RUN_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+            if not reads_demo_run(item.path):  # reached through a fixture named elsewhere
+                raise pytest.UsageError(f"{item.nodeid} reads the demo run, but its file names none of "
+                                        f"{DEMO_RUN_FIXTURES}: xdist would not keep it on the demo run's worker")
     holding = {marker: {item.path for item in items if item.get_closest_marker(marker)} for marker in ("slow", "e2e")}
     items.sort(key=lambda item: 0 if item.path in holding["slow"] else 1 if item.path in holding["e2e"] else 2)
 

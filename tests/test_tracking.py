@@ -111,6 +111,22 @@ def test_count_metrics_are_released(run, client):
             assert 0 <= rate <= 1
 
 
+def test_quality_warnings_reach_the_summary_and_mlflow(demo_run, client):
+    warnings = demo_run.summary["quality_warnings"]
+    assert warnings, "the demo's council source lacks most NHS numbers: a warning"
+    assert all(re.fullmatch(r"[a-z_]+\.[a-z_]+: .*\d+%.*", w) for w in warnings)
+    tags = client.get_run(demo_run.summary["mlflow"]["run_id"]).data.tags
+    assert tags["data_quality_warnings"].startswith(f"{len(warnings)}: ")
+    assert any("data quality:" in line for line in demo_run.log_lines)
+
+
+def test_opted_out_persons_in_the_summary_are_released_counts(run):
+    published = run["summary"]["published"]
+    assert published and all(p["persons_opted_out"] is None or (p["persons_opted_out"] >= 10
+                                                                 and p["persons_opted_out"] % 5 == 0)
+                             for p in published.values())
+
+
 def test_nothing_record_level_reaches_mlflow(run, record_values, client, fluent_store):
     every = set().union(*record_values.values())
     assert len(record_values["nhs"] | record_values["record_id"]) > 1000  # the scan has something to find
