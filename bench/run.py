@@ -183,6 +183,8 @@ def build_config(args) -> "JobConfig":  # noqa: F821
         raw["sources"] = [s.model_dump() for s in existing.sources]
         raw["opt_outs"] = existing.opt_outs
         raw["truth_path"] = existing.truth_path
+        # A project names the columns it publishes, so it belongs to the sources that carry them.
+        raw["projects"] = [p.model_dump() for p in existing.projects]
         raw["linkage_key"] = existing.linkage_key.model_dump() if existing.linkage_key else None
         raw["synth"] = None
     return JobConfig.model_validate(raw)
@@ -521,7 +523,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--people", type=int, default=20_000)
     p.add_argument("--skewed-surname-share", type=float, default=0.0)
-    p.add_argument("--sources-config", help="YAML whose sources/opt_outs/truth_path to use instead of synth")
+    p.add_argument("--sources-config",
+                   help="YAML whose sources, opt_outs, truth_path and projects to use instead of synth")
     p.add_argument("--skip-spark-baseline", action="store_true")
     p.add_argument("--spark-baseline-timeout", type=float,
                    help="cancel plain Splink on Spark after this many seconds and report that as a lower bound")

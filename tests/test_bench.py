@@ -47,3 +47,21 @@ def test_bench_smoke(tmp_path):
     assert result["versions"]["splink"]
     profiled = {row["label"] for row in result["spark_profile"]}
     assert {"tre_link / link", "tre_link / train / u (random sampling)"} <= profiled, profiled
+
+
+def test_sources_config_brings_its_sources_truth_and_projects(tmp_path):
+    """`--sources-config` links another config's sources (here conf/altsynth.yaml's) and publishes
+    that config's projects, not the demo's, whose columns those sources need not carry."""
+    import importlib.util
+
+    from tre_link.platform.config import load_config
+
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    theirs = load_config(BENCH.parents[1] / "conf" / "altsynth.yaml")
+    cfg = bench.build_config(bench.parse_args(["--sources-config", str(BENCH.parents[1] / "conf" / "altsynth.yaml"),
+                                               "--out", str(tmp_path)]))
+    assert cfg.synth is None
+    assert cfg.sources == theirs.sources and cfg.truth_path == theirs.truth_path
+    assert cfg.projects == theirs.projects
