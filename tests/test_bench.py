@@ -59,9 +59,9 @@ def test_sources_config_brings_its_sources_truth_and_projects(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_run", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    theirs = load_config(BENCH.parents[1] / "conf" / "altsynth.yaml")
-    cfg = bench.build_config(bench.parse_args(["--sources-config", str(BENCH.parents[1] / "conf" / "altsynth.yaml"),
-                                               "--out", str(tmp_path)]))
+    config = BENCH.parents[1] / "conf" / "altsynth.yaml"
+    theirs = load_config(config)
+    cfg = bench.build_config(bench.parse_args(["--sources-config", str(config), "--out", str(tmp_path)]))
     assert cfg.synth is None
     assert cfg.sources == theirs.sources and cfg.truth_path == theirs.truth_path
     assert cfg.projects == theirs.projects
