@@ -35,10 +35,12 @@ class RegisteredRecords:
     """Records cached and registered with Splink's Spark API under a view name of their own, so
     the SQL that makes pairs reads them by name, and two linkages can share one session.
 
-    Use as a context manager, or call `close()`: the cache is released and the view dropped."""
+    Use as a context manager, or call `close()`: the cache is released and the view dropped, and
+    so are `cached_inputs`, frames cached for building the records (None entries are skipped)."""
 
-    def __init__(self, records: DataFrame):
+    def __init__(self, records: DataFrame, cached_inputs: tuple[DataFrame | None, ...] = ()):
         self.df = records.persist()
+        self._cached_inputs = [frame for frame in cached_inputs if frame is not None]
         self.view = f"__tre_link_records_{uuid.uuid4().hex[:12]}"
         db_api = SparkAPI(spark_session=records.sparkSession, register_udfs_automatically=False)
         db_api.register(self.df, table_name=self.view)
@@ -46,6 +48,8 @@ class RegisteredRecords:
     def close(self) -> None:
         self.df.sparkSession.catalog.dropTempView(self.view)
         self.df.unpersist()
+        for frame in self._cached_inputs:
+            frame.unpersist()
 
     def __enter__(self) -> RegisteredRecords:
         return self
