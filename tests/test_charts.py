@@ -4,6 +4,7 @@ the same charts, and the second copy is the first drawing's bytes."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +32,8 @@ def test_a_chart_asked_for_again_from_the_same_figures_is_copied_not_drawn(drawi
     first = charts.plot_completeness(COMPLETENESS, tmp_path / "mlflow" / "completeness.png")
     second = charts.plot_completeness(COMPLETENESS, tmp_path / "report" / "completeness.png")
     assert drawings == [first]
-    assert open(second, "rb").read() == open(first, "rb").read()
-    assert open(first, "rb").read().startswith(b"\x89PNG")
+    assert Path(second).read_bytes() == Path(first).read_bytes()
+    assert Path(first).read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_chart_from_other_figures_or_options_is_drawn_again(drawings, tmp_path):
