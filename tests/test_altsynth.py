@@ -12,11 +12,9 @@ import nhs_number
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.altsynth import SOURCES, generate, write_parquet
 
-from bench.altsynth import SOURCES, generate, write_parquet  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RECORDS = 5_000
 SEED = 11

@@ -3,26 +3,18 @@ harmonisation on a hand-made frame, and a FEBRL4 run of plain Splink (u from 1e6
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-BASELINE = Path(__file__).resolve().parents[1] / "bench" / "baseline_splink.py"
-
 
 @pytest.fixture(scope="module")
 def bs():
-    spec = importlib.util.spec_from_file_location("baseline_splink", BASELINE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    from bench import baseline_splink
+
+    return baseline_splink
 
 
 def _brute_force(records: dict[str, tuple[str, int]], clusters: dict[str, str], cross_source_only: bool):

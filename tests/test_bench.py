@@ -52,13 +52,9 @@ def test_bench_smoke(tmp_path):
 def test_sources_config_brings_its_sources_truth_and_projects(tmp_path):
     """`--sources-config` links another config's sources (here conf/altsynth.yaml's) and publishes
     that config's projects, not the demo's, whose columns those sources need not carry."""
-    import importlib.util
-
+    from bench import run as bench
     from tre_link.platform.config import load_config
 
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     config = BENCH.parents[1] / "conf" / "altsynth.yaml"
     theirs = load_config(config)
     cfg = bench.build_config(bench.parse_args(["--sources-config", str(config), "--out", str(tmp_path)]))

@@ -4,7 +4,6 @@ household by the fixed rule (most of their records, ties to the smallest id)."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -69,7 +68,6 @@ def test_person_household_is_the_one_most_of_their_records_give_ties_to_the_smal
 def test_refresh_writes_household_index_again_under_the_refresh_run(spark, tmp_path):
     """A refresh re-derives household_index from the refreshed person index, in its own run, so
     publish (which refuses a household_index from another link run) can key households after it."""
-    import sys
 
     import yaml
     from delta.tables import DeltaTable
@@ -78,9 +76,6 @@ def test_refresh_writes_household_index_again_under_the_refresh_run(spark, tmp_p
     from tre_link.platform.config import load_config
     from tre_link.platform.delta_io import commit_metadata, write_delta
 
-    repo = Path(__file__).resolve().parents[1]
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
     from bench.external_sources import altsynth  # the independent generator: it gives UPRNs and addresses
 
     sources, _ = altsynth(1_500, 11)

@@ -95,17 +95,18 @@ def register_records(records: DataFrame, model: Model, rules: list[str], *, keep
     without shuffling the records again."""
     read = [*splink.columns_read_by_model(model), *(c for rule in rules for c in splink.columns_in_sql(rule)), *keep]
     narrow = records.select(*dict.fromkeys(read))  # each once, in order
-    with_tf, frequencies = narrow, None
+    with_tf, cached_inputs = narrow, ()
     tf_columns = splink.term_frequency_columns(model)
     if tf_columns:
         frequencies = _term_frequencies(narrow, tf_columns)
+        cached_inputs = (frequencies,)
         for column in tf_columns:
             # One row per distinct value: broadcast, so the records are not shuffled for it.
             of_column = frequencies.where(F.col("_column") == column).select(
                 F.col("_value"), F.col("_frequency").alias(f"tf_{column}"))
             with_tf = with_tf.join(F.broadcast(of_column), F.col(column).cast("string") == F.col("_value"),
                                    "left").drop("_value")
-    return RegisteredRecords(with_tf.repartition(UNIQUE_ID) if by_id else with_tf, cached_inputs=(frequencies,))
+    return RegisteredRecords(with_tf.repartition(UNIQUE_ID) if by_id else with_tf, cached_inputs)
 
 
 def _term_frequencies(records: DataFrame, columns: list[str]) -> DataFrame:

@@ -36,11 +36,11 @@ class RegisteredRecords:
     the SQL that makes pairs reads them by name, and two linkages can share one session.
 
     Use as a context manager, or call `close()`: the cache is released and the view dropped, and
-    so are `cached_inputs`, frames cached for building the records (None entries are skipped)."""
+    so are `cached_inputs`, frames cached for building the records."""
 
-    def __init__(self, records: DataFrame, cached_inputs: tuple[DataFrame | None, ...] = ()):
+    def __init__(self, records: DataFrame, cached_inputs: tuple[DataFrame, ...] = ()):
         self.df = records.persist()
-        self._cached_inputs = [frame for frame in cached_inputs if frame is not None]
+        self._cached_inputs = cached_inputs
         self.view = f"__tre_link_records_{uuid.uuid4().hex[:12]}"
         db_api = SparkAPI(spark_session=records.sparkSession, register_udfs_automatically=False)
         db_api.register(self.df, table_name=self.view)
