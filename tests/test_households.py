@@ -4,6 +4,7 @@ household by the fixed rule (most of their records, ties to the smallest id)."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -68,7 +69,6 @@ def test_person_household_is_the_one_most_of_their_records_give_ties_to_the_smal
 def test_refresh_writes_household_index_again_under_the_refresh_run(spark, tmp_path):
     """A refresh re-derives household_index from the refreshed person index, in its own run, so
     publish (which refuses a household_index from another link run) can key households after it."""
-
     import yaml
     from delta.tables import DeltaTable
 
@@ -77,6 +77,8 @@ def test_refresh_writes_household_index_again_under_the_refresh_run(spark, tmp_p
     from tre_link.platform.delta_io import commit_metadata, write_delta
 
     from bench.external_sources import altsynth  # the independent generator: it gives UPRNs and addresses
+
+    repo = Path(__file__).resolve().parents[1]
 
     sources, _ = altsynth(1_500, 11)
     for name, df in sources.items():
