@@ -232,8 +232,8 @@ class SimulatedCrash(BaseException):
 
 
 def _crash_after_commit(monkeypatch, n: int) -> None:
-    """Die right after the n-th Delta commit (an overwrite or a MERGE; a merge of changes that
-    had nothing to apply commits nothing, and is not counted)."""
+    """Die right after the n-th Delta commit (an overwrite, a MERGE or rows replaced; a merge of
+    changes that had nothing to apply commits nothing, and is not counted)."""
     from tre_link.platform import delta_io
 
     commits = {"n": 0, "depth": 0}
@@ -252,5 +252,5 @@ def _crash_after_commit(monkeypatch, n: int) -> None:
             return version
         return commit
 
-    for name in ("write_delta", "merge_delta", "merge_changes"):
+    for name in ("write_delta", "merge_delta", "merge_changes", "replace_rows"):
         monkeypatch.setattr(delta_io, name, crashing(getattr(delta_io, name)))

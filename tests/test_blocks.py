@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tre_link.link.blocks import equi_join_keys, plan_blocking
+from tre_link.link.blocks import equi_join_keys, plan_blocking, records_in_blocks_holding
 
 
 def test_equi_join_keys_come_from_splinks_parser():
@@ -45,6 +45,33 @@ def test_blocks_holding_a_flagged_record_are_sized_as_over_every_record_and_the_
     assert [(d.blocks, d.records) for d in holding.dropped] == [(1, 6)]
     flags = {r.unique_id: r._oversized_block_0 for r in holding.records.collect()}
     assert {uid for uid, big in flags.items() if big} == {f"s{i}" for i in range(6)}
+
+
+def test_records_in_blocks_holding_a_flagged_record_are_those_of_every_rules_blocks_and_the_flagged(spark):
+    from chispa import assert_df_equality
+    from pyspark.sql import functions as F
+
+    records = spark.createDataFrame([
+        ("c1", "SMITH", "1980", True),   # flagged
+        ("s1", "SMITH", "1975", False),  # shares the surname block with c1
+        ("d1", "JONES", "1980", False),  # shares the year block with c1
+        ("o1", "JONES", "1975", False),  # shares no block with c1
+        ("c2", None, None, True),        # flagged, in no block
+        ("n1", None, "1990", False),     # null surname: never in a surname block
+    ], "unique_id string, family_name string, dob_year string, changed boolean")
+    rules = ["l.family_name = r.family_name", "l.dob_year = r.dob_year and l.unique_id != r.unique_id"]
+    found = records_in_blocks_holding(records, rules, F.col("changed"))
+    expected = spark.createDataFrame([("c1",), ("c2",), ("d1",), ("s1",)], "unique_id string")
+    assert_df_equality(found, expected, ignore_row_order=True)
+
+
+def test_records_in_blocks_holding_is_none_for_a_rule_joining_different_columns(spark):
+    from pyspark.sql import functions as F
+
+    records = spark.createDataFrame([("a", "X", "X", True)], "unique_id string, x string, y string, changed boolean")
+    assert records_in_blocks_holding(records, ["l.x = r.y"], F.col("changed")) is None
+    assert records_in_blocks_holding(records, ["l.x = r.x", "l.x > r.x"], F.col("changed")) is None
+    assert records_in_blocks_holding(records, ["l.x = r.x"], F.col("changed")) is not None
 
 
 def test_no_oversized_blocks_leaves_rules_alone(spark):

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tre_link.platform import delta_io
-from tre_link.platform.delta_io import commit_metadata, merge_changes, write_delta
+from tre_link.platform.delta_io import commit_metadata, merge_changes, replace_rows, write_delta
 from tre_link.platform.errors import InputDataError
 
 
@@ -35,6 +35,23 @@ def test_a_merge_into_a_merged_table_marks_rows_instead_of_rewriting_files(spark
     else:
         assert int(metrics["numTargetFilesRemoved"]) > 0 and int(metrics["numTargetDeletionVectorsAdded"]) == 0
     assert spark.read.format("delta").load(path).where("v = 'b'").count() == 40
+
+
+def test_replace_rows_replaces_only_the_rows_its_condition_holds_for_in_one_commit(spark, tmp_path):
+    path = str(tmp_path / "events")
+    rows = "generation int, event string"
+    write_delta(spark.createDataFrame([(1, "new"), (1, "new"), (2, "joined"), (2, "merged")], rows), path)
+    again = spark.createDataFrame([(2, "split")], rows)
+
+    first = replace_rows(again, path, where="generation = 2", metadata={"link_run": "r2"})
+    second = replace_rows(again, path, where="generation = 2", metadata={"link_run": "r2"})  # a rerun
+
+    held = sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())
+    assert held == [(1, "new"), (1, "new"), (2, "split")]
+    assert (first, second) == (1, 2) and commit_metadata(spark, path, first) == {"link_run": "r2"}
+    emptied = replace_rows(spark.createDataFrame([], rows), path, where="generation = 2")
+    assert sorted(tuple(r) for r in spark.read.format("delta").option("versionAsOf", emptied).load(path).collect()) \
+        == [(1, "new"), (1, "new")]
 
 
 def test_an_older_table_gets_deletion_vectors_and_its_commits_keep_their_run_metadata(spark, tmp_path):

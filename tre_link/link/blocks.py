@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tre_link.link.deterministic import DETERMINISTIC_KEY
+from tre_link.link.records import UNIQUE_ID
 from tre_link.platform.splink_internals import parse_blocking_rule
 
 
@@ -47,6 +48,37 @@ def pure_equi_join_keys(rule: str) -> list[str] | None:
     if not conditions or parsed.filters or any(left != right for left, right in conditions):
         return None
     return [left for left, _ in conditions]
+
+
+def records_in_blocks_holding(records: DataFrame, rules: list[str], holding: Column) -> DataFrame | None:
+    """unique_id of every record where `holding` is true (a few: their blocks' keys are broadcast),
+    and of every record sharing a block of any rule with one: the only records that can pair with
+    them, and every record of the blocks they are in. None when a rule pairs on anything but the
+    same key on both sides (`l.x = r.x`), as its pairs cannot be found from the keys alone. A
+    rule's filters only remove pairs, so they are ignored here.
+
+    One pass over `records`: each record's block key under every rule, as (rule, key) rows."""
+    keys_of = []
+    for rule in rules:
+        conditions = parse_blocking_rule(rule).equi_joins
+        if not conditions or any(left != right for left, right in conditions):
+            return None
+        keys_of.append([left for left, _ in conditions])
+
+    def block_keys(frame: DataFrame) -> DataFrame:
+        # A record is in no block of a rule where any of its keys is null.
+        entries = [
+            F.when(reduce(lambda a, b: a & b, [F.expr(k).isNotNull() for k in keys]), F.struct(
+                F.lit(i).alias("_rule"), F.to_json(F.array(*[F.expr(k).cast("string") for k in keys])).alias("_key")))
+            for i, keys in enumerate(keys_of)
+        ]
+        return (frame.select(UNIQUE_ID, F.explode(F.array(*entries)).alias("_block")).where(F.col("_block").isNotNull())
+                .select(UNIQUE_ID, "_block._rule", "_block._key"))
+
+    held = records.where(holding)
+    wanted = block_keys(held).select("_rule", "_key").distinct()
+    in_blocks = block_keys(records).join(F.broadcast(wanted), ["_rule", "_key"], "left_semi").select(UNIQUE_ID)
+    return in_blocks.unionByName(held.select(UNIQUE_ID)).distinct()
 
 
 def pairs_in_blocks(records: DataFrame, keys: list[str]) -> DataFrame:

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tre_link.link import probabilistic
-from tre_link.link.blocks import DroppedBlocks, plan_blocking
+from tre_link.link.blocks import DroppedBlocks, plan_blocking, records_in_blocks_holding
 from tre_link.link.cluster import cluster_records
 from tre_link.link.deterministic import (
     DETERMINISTIC_KEY,
@@ -153,8 +153,9 @@ class ChangedOutputs:
 
 
 # Up to this many changed records, a refresh broadcasts them to the blocking joins and sizes only
-# their blocks, so every record is read from the cache but none is shuffled (a refresh of 1% of
-# 1.5M records: 15,000). More (a new source in full), and it sizes every block as a link does.
+# their blocks (a refresh of 1% of 1.5M records: 15,000). More (a new source in full), and it
+# sizes every block of the records it registered, as a link does. The ids of the records sharing
+# their blocks are broadcast up to this many too.
 _FEW_CHANGED = 500_000
 
 
@@ -164,14 +165,33 @@ def score_changed_records(prepared: DataFrame, linkage: LinkageConfig, model_pat
     only the pairs the predict rules admit that hold a changed record are scored (changed against
     unchanged, and changed against changed). Everything else is as `link_records`: the term
     frequencies, the deterministic keys and the oversized blocks come from every record, so each
-    pair scores as a full link would score it. Write the outputs inside the `with` block."""
+    pair scores as a full link would score it. Write the outputs inside the `with` block.
+
+    Every record is read once, into a narrow cache. When the changed records are few, only the
+    records sharing a block with one (`records_in_blocks_holding`: every record of those blocks)
+    are registered for blocking and scoring, so a small refresh sizes, joins and scores a small
+    part of them."""
     model = probabilistic.load_model(model_path)
     rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
-    with sql_conf(prepared.sparkSession, _LINKAGE_SQL_CONF):
-        registered = probabilistic.register_records(prepared, model, rules, keep=(*_LINK_COLUMNS, CHANGED), by_id=True)
+    spark = prepared.sparkSession
+    with sql_conf(spark, _LINKAGE_SQL_CONF):
+        every = prepared.select(*probabilistic.columns_read(model, rules, keep=(*_LINK_COLUMNS, CHANGED))).persist()
+        registered = None
         try:
-            changed = registered.df.where(CHANGED).select(UNIQUE_ID).localCheckpoint(eager=True)
+            changed = every.where(CHANGED).select(UNIQUE_ID).localCheckpoint(eager=True)
             few = changed.count() <= _FEW_CHANGED
+            scored_records = every
+            in_blocks = records_in_blocks_holding(every, list(linkage.blocking_rules_predict), F.col(CHANGED)) \
+                if few else None
+            if in_blocks is not None:
+                # Materialised: its plan reads every record once per rule, and each plan over the
+                # registered records would otherwise hold all of them. Few: broadcast.
+                in_blocks = in_blocks.localCheckpoint(eager=True)
+                if in_blocks.count() <= _FEW_CHANGED:
+                    in_blocks = F.broadcast(in_blocks)
+                scored_records = every.join(in_blocks, UNIQUE_ID, "left_semi")
+            registered = probabilistic.register_records(scored_records, model, rules, keep=(*_LINK_COLUMNS, CHANGED),
+                                                        by_id=True, frequencies_from=every)
             plan = plan_blocking(registered.df, rules, linkage.max_block_comparisons,
                                  holding=F.col(CHANGED) if few else None)
             if plan.dropped:
@@ -183,12 +203,14 @@ def score_changed_records(prepared: DataFrame, linkage: LinkageConfig, model_pat
             yield ChangedOutputs(
                 scored_pairs=scored,
                 changed=changed,
-                records=registered.df,
+                records=every,
                 dropped_blocks=plan.dropped,
-                nhs_dob_conflicts=registered.df.where("nhs_dob_conflict").count(),
+                nhs_dob_conflicts=every.where("nhs_dob_conflict").count(),
             )
         finally:
-            registered.close()
+            if registered is not None:
+                registered.close()
+            every.unpersist()
 
 
 def with_record_keys(links: DataFrame) -> DataFrame:

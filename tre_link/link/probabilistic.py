@@ -86,19 +86,25 @@ def model_chart_folder(model_path: str) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
+def columns_read(model: Model, rules: list[str], keep: tuple[str, ...] = ()) -> list[str]:
+    """The columns the model and the rules read, then `keep`: each once, in order."""
+    read = [*splink.columns_read_by_model(model), *(c for rule in rules for c in splink.columns_in_sql(rule)), *keep]
+    return list(dict.fromkeys(read))
+
+
 def register_records(records: DataFrame, model: Model, rules: list[str], *, keep: tuple[str, ...] = (),
-                     by_id: bool = False) -> RegisteredRecords:
+                     by_id: bool = False, frequencies_from: DataFrame | None = None) -> RegisteredRecords:
     """The columns the model and the rules read (plus `keep`), with Splink's term frequencies,
     cached and registered as the records every pair-making join reads from both sides.
 
     `by_id` hash-partitions the cache by unique_id, so scoring's pairs fetch their columns by id
-    without shuffling the records again."""
-    read = [*splink.columns_read_by_model(model), *(c for rule in rules for c in splink.columns_in_sql(rule)), *keep]
-    narrow = records.select(*dict.fromkeys(read))  # each once, in order
+    without shuffling the records again. `frequencies_from` (default: `records`) is the population
+    term frequencies are counted over, when `records` are only the ones a refresh scores."""
+    narrow = records.select(*columns_read(model, rules, keep))
     with_tf, cached_inputs = narrow, ()
     tf_columns = splink.term_frequency_columns(model)
     if tf_columns:
-        frequencies = _term_frequencies(narrow, tf_columns)
+        frequencies = _term_frequencies(narrow if frequencies_from is None else frequencies_from, tf_columns)
         cached_inputs = (frequencies,)
         for column in tf_columns:
             # One row per distinct value: broadcast, so the records are not shuffled for it.

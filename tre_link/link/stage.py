@@ -3,11 +3,12 @@
 
 Person IDs are carried forward from the person index of the last finished link
 (`person_ids.assign_person_ids`). One link commits, in this order: person_index (a Delta MERGE, and
-only when a row changed), person_events (a MERGE replacing this generation's events, and only when
-there are any), scored_pairs, household_index (where a source maps a UPRN or an address with a
-postcode), then links, whose commit names the person_index and person_events
-versions it finished with. So links marks a finished link: a link killed before it is rerun against
-the same base index and generation, and ends as one clean link would (`link_base`)."""
+only when a row changed), person_events (this generation's events replacing any it had, by Delta's
+replaceWhere, and only when there are any), scored_pairs, household_index (where a source maps a
+UPRN or an address with a postcode), then links, whose commit names the person_index and
+person_events versions it finished with. So links marks a finished link: a link killed before it
+is rerun against the same base index and generation, and ends as one clean link would
+(`link_base`)."""
 
 from __future__ import annotations
 
@@ -216,7 +217,10 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
         # out here, having no group now), and the changed ones.
         members = (again.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID))
                    .unionByName(flagged).distinct()).localCheckpoint(eager=True)
-        groups = deterministic_groups_of(scoring.records, members).join(members, UNIQUE_ID, "left_semi")
+        # Materialised: clustering and the person IDs read the groups several times, and each
+        # reading would group every record again.
+        groups = deterministic_groups_of(scoring.records, members).join(members, UNIQUE_ID, "left_semi") \
+            .localCheckpoint(eager=True)
         kept = (changes.without_an_end_in(old_links, touched)
                 .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_l")), "unique_id_l", "left_semi")
                 .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_r")), "unique_id_r", "left_semi"))
@@ -333,8 +337,8 @@ def _write_person_index(spark: SparkSession, cfg: JobConfig, index, metadata: di
 
 def _write_person_events(spark: SparkSession, cfg: JobConfig, events, run: str, generation: int,
                          metadata: dict) -> VersionedTable | None:
-    """This generation's events, replacing any a killed link of the same generation wrote, by one
-    MERGE; no commit when there are none to add or take away. None while the table does not exist."""
+    """This generation's events, replacing any a killed link of the same generation wrote, in one
+    commit; no commit when there are none to add or take away. None while the table does not exist."""
     path = cfg.output.person_events_table
     rows = events.select("generation", F.lit(run).alias("run"), "event", "person_before", "person_after",
                          "record_count")
@@ -346,9 +350,7 @@ def _write_person_events(spark: SparkSession, cfg: JobConfig, events, run: str, 
     if not exists:
         version = delta_io.write_delta(rows, path, metadata=metadata, merged=True)
     else:
-        version = delta_io.merge_delta(rows, path, on=["generation", "event", "person_before", "person_after"],
-                                       compare=["run", "record_count"], metadata=metadata,
-                                       delete_unmatched=f"t.generation = {int(generation)}")
+        version = delta_io.replace_rows(rows, path, where=f"generation = {int(generation)}", metadata=metadata)
     return VersionedTable(df=spark.read.format("delta").option("versionAsOf", version).load(path), path=path,
                           version=version)
 

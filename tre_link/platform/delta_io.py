@@ -177,6 +177,19 @@ def merge_delta(df: DataFrame, path: str, *, on: list[str], compare: list[str], 
     return latest_version(spark, path)
 
 
+def replace_rows(df: DataFrame, path: str, *, where: str, metadata: dict | None = None) -> int:
+    """Replace the rows of the existing Delta table at `path` where `where` (a SQL condition that
+    every row of `df` meets) holds with the rows of `df`, in one commit recording `metadata`:
+    Delta's replaceWhere, which reads only the files that may hold such rows, where a MERGE would
+    join the whole table. Returns the version committed."""
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", where)
+    if metadata:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    with _single_writer(path):
+        writer.save(path)
+    return latest_version(df.sparkSession, path)
+
+
 # Sources of merge_changes up to this many rows (a refresh's changes) are broadcast.
 BROADCAST_SOURCE_ROWS = 500_000
 
