@@ -173,8 +173,7 @@ def score_changed_records(prepared: DataFrame, linkage: LinkageConfig, model_pat
     part of them."""
     model = probabilistic.load_model(model_path)
     rules = [exclude_decided_pairs(rule) for rule in linkage.blocking_rules_predict]
-    spark = prepared.sparkSession
-    with sql_conf(spark, _LINKAGE_SQL_CONF):
+    with sql_conf(prepared.sparkSession, _LINKAGE_SQL_CONF):
         every = prepared.select(*probabilistic.columns_read(model, rules, keep=(*_LINK_COLUMNS, CHANGED))).persist()
         registered = None
         try:
@@ -184,8 +183,8 @@ def score_changed_records(prepared: DataFrame, linkage: LinkageConfig, model_pat
             in_blocks = records_in_blocks_holding(every, list(linkage.blocking_rules_predict), F.col(CHANGED)) \
                 if few else None
             if in_blocks is not None:
-                # Materialised: its plan reads every record once per rule, and each plan over the
-                # registered records would otherwise hold all of them. Few: broadcast.
+                # Materialised, so plans over the registered records do not hold the pass that
+                # found them. Few: broadcast.
                 in_blocks = in_blocks.localCheckpoint(eager=True)
                 if in_blocks.count() <= _FEW_CHANGED:
                     in_blocks = F.broadcast(in_blocks)
