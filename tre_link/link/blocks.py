@@ -40,14 +40,19 @@ def equi_join_keys(rule: str) -> list[str]:
     return [left for left, _ in parse_blocking_rule(rule).equi_joins]
 
 
+def same_key_joins(rule: str) -> list[str] | None:
+    """A rule's keys when each of its equi-joins pairs a key with itself (`l.x = r.x`), whatever
+    its filters; None for a rule with no equi-join or another kind (`l.x = r.y`)."""
+    conditions = parse_blocking_rule(rule).equi_joins
+    if not conditions or any(left != right for left, right in conditions):
+        return None
+    return [left for left, _ in conditions]
+
+
 def pure_equi_join_keys(rule: str) -> list[str] | None:
     """A rule's keys when it is nothing but `l.x = r.x` conditions, so the pairs it makes follow
     from block sizes alone; None for any other rule."""
-    parsed = parse_blocking_rule(rule)
-    conditions = parsed.equi_joins
-    if not conditions or parsed.filters or any(left != right for left, right in conditions):
-        return None
-    return [left for left, _ in conditions]
+    return None if parse_blocking_rule(rule).filters else same_key_joins(rule)
 
 
 def records_in_blocks_holding(records: DataFrame, rules: list[str], holding: Column) -> DataFrame | None:
@@ -58,12 +63,9 @@ def records_in_blocks_holding(records: DataFrame, rules: list[str], holding: Col
     rule's filters only remove pairs, so they are ignored here.
 
     One pass over `records`: each record's block key under every rule, as (rule, key) rows."""
-    keys_of = []
-    for rule in rules:
-        conditions = parse_blocking_rule(rule).equi_joins
-        if not conditions or any(left != right for left, right in conditions):
-            return None
-        keys_of.append([left for left, _ in conditions])
+    keys_of = [same_key_joins(rule) for rule in rules]
+    if not all(keys_of):
+        return None
 
     def block_keys(frame: DataFrame) -> DataFrame:
         # A record is in no block of a rule where any of its keys is null.
