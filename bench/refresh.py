@@ -1,7 +1,7 @@
 """Benchmark: incremental refresh against a full run, on the project's synthetic population.
 
     python bench/refresh.py --people 20000 --refreshes 3 [--add 0.01 --update 0.002 --delete 0.001
-                            --opt-out 0.001] [--change-feed] [--out DIR] [--shuffle-partitions N]
+                            --opt-out 0.001] [--change-feed] [--no-equivalence] [--out DIR] [--shuffle-partitions N]
                             [--driver-memory 16g]
 
 The generator makes the population; `--refreshes` x `--add` of every source's records are held back
@@ -15,7 +15,9 @@ Per refresh it reports the wall time and its ratio to the full run's; the record
 the changes found; person events by type; and churn: persons of the previous index that no changed
 record touched (holds none, and is at no end of a link to one) whose ID changed, which must be 0.
 At the end, a full link of the final data in a zone of its own, with the same model and threshold,
-is compared with the refreshed index: the records the two partitions put in different company.
+is compared with the refreshed index: the records the two partitions put in different company, and
+the links one made and the other did not, by why (`--no-equivalence` skips it, and reports null, for
+a scale run where it costs one full link more).
 
 Prints ONE JSON object to stdout (aggregate numbers only, never a record value); progress to stderr.
 """
@@ -50,6 +52,8 @@ def parse_args(argv):
     p.add_argument("--change-feed", action="store_true",
                    help="turn Delta's change data feed on for every source before the base (else refresh diffs versions)")
     p.add_argument("--out", default=str(REPO / "out" / "bench_refresh"))
+    p.add_argument("--no-equivalence", action="store_true",
+                   help="skip the full link of the final data (the equivalence check): for a scale run, where it costs a full run more")
     p.add_argument("--shuffle-partitions", type=int)
     p.add_argument("--driver-memory")
     return p.parse_args(argv)
@@ -166,6 +170,69 @@ def refresh_stage_seconds(cfg, run_id: str, seconds: float) -> dict[str, float]:
     return {**stages, "other": round(seconds - sum(stages.values()), 3)}
 
 
+def equivalence_with_full_link(spark, cfg, args, refreshed, model_json) -> dict:
+    """The final data linked in full, same model and threshold, in a zone of its own, against the
+    refreshed index: the records the two partitions put in different company."""
+    from tre_link import TreLink
+    from tre_link.link.refresh import partition_differences
+
+    root = Path(args.out).resolve() / "full_final"
+    full_cfg = cfg.model_copy(update={
+        "output": cfg.output.model_copy(update={"root": str(root), "linkage_zone": str(root / "linkage"),
+                                                "research_zone": str(root / "research")}),
+        "linkage": cfg.linkage.model_copy(update={"threshold_match_probability": refreshed.link.threshold}),
+    })
+    full = TreLink(spark, full_cfg)
+    start = time.perf_counter()
+    full.standardise()
+    final = full.link(model_json)
+    return {
+        "records_in_different_company": partition_differences(refreshed.link.person_index.df, final.person_index.df),
+        "links_differing": links_differing(refreshed.link, final, refreshed.link.threshold),
+        "records": final.report.records_indexed,
+        "persons_full": final.report.persons,
+        "persons_refreshed": refreshed.link.report.persons,
+        "full_link_of_final_data_seconds": round(time.perf_counter() - start, 3),
+        "basis": "partition of records into persons: refreshed index vs a full link of the final data "
+                 "with the same model and threshold",
+    }
+
+
+def links_differing(refreshed, full, threshold: float) -> dict:
+    """The links one index made and the other did not, by why: the pair was scored by both but its
+    match probability moved across the threshold (term frequencies changed after the refresh scored
+    it, and a refresh does not score unchanged pairs again), or the other never scored it. Counts,
+    and the largest move of a pair's probability, only."""
+    from pyspark.sql import functions as F
+
+    from tre_link.link.records import unique_id
+
+    def pairs(table, left, right):
+        return table.select(F.least(left, right).alias("_l"), F.greatest(left, right).alias("_r"),
+                            F.col("match_probability").alias("_p"))
+
+    def linked(result):
+        df = result.links.df
+        return pairs(df, unique_id(F.col("source_l"), F.col("record_id_l")),
+                     unique_id(F.col("source_r"), F.col("record_id_r")))
+
+    def scored(result):
+        return pairs(result.scored_pairs.df, F.col("unique_id_l"), F.col("unique_id_r"))
+
+    out = {"threshold": threshold}
+    for name, mine, other in (("refreshed_only", refreshed, full), ("full_only", full, refreshed)):
+        only = linked(mine).join(linked(other), ["_l", "_r"], "left_anti")
+        why = only.join(scored(other).withColumnRenamed("_p", "_other_p"), ["_l", "_r"], "left")
+        row = why.agg(F.count("*").alias("links"),
+                      F.count(F.when(F.col("_other_p") < threshold, 1)).alias("scored_below_threshold_by_other"),
+                      F.count(F.when(F.col("_other_p").isNull(), 1)).alias("not_scored_by_other"),
+                      F.max(F.abs(F.col("_p") - F.col("_other_p"))).alias("largest_probability_move")).first()
+        out[name] = {k: row[k] for k in ("links", "scored_below_threshold_by_other", "not_scored_by_other")}
+        out[name]["largest_probability_move"] = None if row["largest_probability_move"] is None else \
+            round(float(row["largest_probability_move"]), 6)
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
@@ -181,7 +248,6 @@ def _run(args) -> dict:
     from tre_link import TreLink
     from tre_link.api import _changed_record_ids
     from tre_link.demo import ensure_demo_keys
-    from tre_link.link.refresh import partition_differences
     from tre_link.platform.spark import build_session
     from tre_link.synth import generate
 
@@ -241,19 +307,7 @@ def _run(args) -> dict:
             previous = now.localCheckpoint()
             log.info("refresh %d of %d: %.1f s", step + 1, args.refreshes, seconds)
 
-        # The final data linked in full, same model and threshold, in a zone of its own.
-        root = Path(args.out).resolve() / "full_final"
-        full_cfg = cfg.model_copy(update={
-            "output": cfg.output.model_copy(update={"root": str(root), "linkage_zone": str(root / "linkage"),
-                                                    "research_zone": str(root / "research")}),
-            "linkage": cfg.linkage.model_copy(update={"threshold_match_probability": refreshed.link.threshold}),
-        })
-        full = TreLink(spark, full_cfg)
-        start = time.perf_counter()
-        full.standardise()
-        final = full.link(model_json)
-        final_seconds = round(time.perf_counter() - start, 3)
-        differences = partition_differences(refreshed.link.person_index.df, final.person_index.df)
+        equivalence = None if args.no_equivalence else equivalence_with_full_link(spark, cfg, args, refreshed, model_json)
         return {
             "people": args.people,
             "shares": {"add": args.add, "update": args.update, "delete": args.delete, "opt_out": args.opt_out},
@@ -261,15 +315,7 @@ def _run(args) -> dict:
             "full_run": {"stage_seconds": clock.seconds, "total_seconds": full_seconds,
                          "total_without_train_seconds": full_without_train},
             "refreshes": refreshes,
-            "equivalence": {
-                "records_in_different_company": differences,
-                "records": final.report.records_indexed,
-                "persons_full": final.report.persons,
-                "persons_refreshed": refreshed.link.report.persons,
-                "full_link_of_final_data_seconds": final_seconds,
-                "basis": "partition of records into persons: refreshed index vs a full link of the final data "
-                         "with the same model and threshold",
-            },
+            "equivalence": equivalence,
             "spark": {"master": cfg.spark.master, "driver_memory": cfg.spark.driver_memory,
                       "shuffle_partitions": cfg.spark.shuffle_partitions},
             "wall_seconds": round(time.perf_counter() - wall, 3),

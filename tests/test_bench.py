@@ -61,3 +61,37 @@ def test_sources_config_brings_its_sources_truth_and_projects(tmp_path):
     assert cfg.synth is None
     assert cfg.sources == theirs.sources and cfg.truth_path == theirs.truth_path
     assert cfg.projects == theirs.projects
+
+
+def test_links_differing_counts_each_side_by_why(spark):
+    """bench/refresh.py's explanation of an equivalence difference: a link only one index made is
+    either scored by the other below the threshold (with the gap) or never scored by it; pairs are
+    matched whichever way round each table holds them."""
+    from types import SimpleNamespace
+
+    from bench.refresh import links_differing
+
+    def links(rows):
+        return spark.createDataFrame(rows, "source_l string, record_id_l string, source_r string, "
+                                           "record_id_r string, match_probability double")
+
+    def scored(rows):
+        return spark.createDataFrame(rows, "unique_id_l string, unique_id_r string, match_probability double")
+
+    def result(link_rows, scored_rows):
+        return SimpleNamespace(links=SimpleNamespace(df=links(link_rows)),
+                               scored_pairs=SimpleNamespace(df=scored(scored_rows)))
+
+    refreshed = result(
+        [("s", "a", "s", "b", 0.99), ("s", "c", "s", "d", 0.97), ("s", "g", "s", "h", 0.96)],
+        [("s:a", "s:b", 0.99), ("s:c", "s:d", 0.97), ("s:g", "s:h", 0.96), ("s:e", "s:f", 0.949)],
+    )
+    full = result(
+        [("s", "b", "s", "a", 0.99), ("s", "e", "s", "f", 0.951)],  # (a, b) held the other way round
+        [("s:b", "s:a", 0.99), ("s:d", "s:c", 0.94), ("s:e", "s:f", 0.951)],
+    )
+    out = links_differing(refreshed, full, 0.95)
+    assert out["refreshed_only"] == {"links": 2, "scored_below_threshold_by_other": 1, "not_scored_by_other": 1,
+                                     "largest_probability_move": 0.03}
+    assert out["full_only"] == {"links": 1, "scored_below_threshold_by_other": 1, "not_scored_by_other": 0,
+                                "largest_probability_move": 0.002}
