@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,30 @@ def reads_demo_run(test_file: Path) -> bool:
     """Whether a test file names a fixture of the shared demo run (all xdist's controller can
     know of a file: it sees test ids, not fixtures)."""
     return re.search(r"\b(?:%s)\b" % "|".join(DEMO_RUN_FIXTURES), test_file.read_text()) is not None
+
+
+# Starts and stops one Spark session with the project's own settings, so Spark's Ivy resolves
+# Delta's jars into its cache.
+RESOLVE_JARS = (
+    "from tre_link.platform.config import SparkSettings\n"
+    "from tre_link.platform.spark import build_session\n"
+    "build_session(SparkSettings(master='local[1]', app_name='tre-link-tests-jars')).stop()\n"
+)
+
+
+def pytest_configure(config):
+    """On a machine whose Spark Ivy cache lacks Delta's jar, resolve it once before xdist's workers
+    start: two JVMs downloading one jar into one cache at once each read it back truncated, and their
+    sessions fail to start (JAVA_GATEWAY_EXITED)."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    from tre_link.platform.spark import delta_packages
+
+    group, artifact, version = delta_packages().split(",")[0].split(":")
+    if not (Path.home() / ".ivy2.5.2" / "jars" / f"{group}_{artifact}-{version}.jar").is_file():
+        done = subprocess.run([sys.executable, "-c", RESOLVE_JARS], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise pytest.UsageError(f"could not resolve Delta's jars through Spark's Ivy:\n{done.stderr[-3000:]}")
 
 
 def pytest_xdist_make_scheduler(config, log):

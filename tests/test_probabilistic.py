@@ -68,6 +68,41 @@ def test_u_equals_splinks_estimate_from_all_pairs(spark, demo_run, sample):
     assert _close(ours, theirs, 1e-12) == []
 
 
+def test_exact_match_u_counts_agreeing_pairs_among_records_holding_a_value(spark):
+    records = spark.createDataFrame(
+        [("A", "M"), ("A", "M"), ("B", "F"), (None, "M"), ("C", None)], "postcode string, sex string")
+    u = probabilistic.exact_match_u(records, ["postcode", "sex"])
+    # 4 records hold a postcode: 12 ordered pairs, 2 of which agree (the two As). 4 hold a sex:
+    # 6 of their 12 ordered pairs agree (the three Ms).
+    assert u == pytest.approx({"postcode": 2 / 12, "sex": 6 / 12})
+
+
+def test_exact_match_u_equals_splinks_u_from_all_pairs(spark, demo_run, sample):
+    model = probabilistic.new_model(demo_run.cfg.linkage)
+    with probabilistic.register_records(sample, model, []) as registered:
+        probabilistic.estimate_u(registered, model, sample.count(), max_pairs=1e9, seed=1)
+    sampled = {(p.comparison, p.level): p.u for p in splink_internals.level_parameters(model)}
+    exact_levels = splink_internals.exact_match_first_levels(model)
+    assert {column for _, _, column in exact_levels} >= {"postcode", "sex"}
+    for comparison, level, column in exact_levels:
+        assert probabilistic.exact_match_u(sample, [column])[column] == pytest.approx(sampled[(comparison, level)], rel=1e-9)
+
+
+def test_exact_level_u_comes_from_value_frequencies_only_when_the_sample_holds_few_agreements(spark, demo_run, sample):
+    # About 60 sampled records: under 100 pairs agree on postcode, over 100 on sex.
+    model = probabilistic.new_model(demo_run.cfg.linkage)
+    with probabilistic.register_records(sample, model, []) as registered:
+        probabilistic.estimate_u(registered, model, sample.count(), max_pairs=2000, seed=1)
+    u = {p.comparison: p.u for p in splink_internals.level_parameters(model) if p.level == _first_level(model, p.comparison)}
+    from_frequencies = probabilistic.exact_match_u(sample, ["postcode", "sex"])
+    assert u["postcode"] == pytest.approx(from_frequencies["postcode"], rel=1e-12)
+    assert u["sex"] != pytest.approx(from_frequencies["sex"], rel=1e-3)
+
+
+def _first_level(model, comparison: str) -> int:
+    return next(level for name, level, _ in splink_internals.exact_match_first_levels(model) if name == comparison)
+
+
 def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):
     linkage = demo_run.cfg.linkage
     splink = _splink_linker(spark, sample, build_settings(linkage))

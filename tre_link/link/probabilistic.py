@@ -45,6 +45,12 @@ PRIOR_RULES = [
 ]
 PRIOR_RECALL = 0.9
 
+# Below this many sampled pairs agreeing exactly on a field, its exact level's u is computed from
+# the field's value frequencies instead. A sample of millions of pairs holds almost none agreeing
+# on a near-unique field (a postcode among millions of records), which would leave that level at
+# Splink's default u and its agreement weighed many bits too low.
+MIN_SAMPLED_AGREEMENTS = 100
+
 
 # ------------------------------------------------------------------------------------------------
 # The model: a Splink Settings object, new from the config or loaded from saved JSON
@@ -260,7 +266,8 @@ def estimate_prior(records: RegisteredRecords, model: Model, record_count: int) 
 
 
 def estimate_u(records: RegisteredRecords, model: Model, record_count: int, max_pairs: float, seed: int) -> None:
-    """u for every level from all pairs among a hashed record sample sized to about max_pairs."""
+    """u for every level from all pairs among a hashed record sample sized to about max_pairs;
+    an exact level the sample holds too few agreements on takes u from value frequencies."""
     fraction = min(1.0, splink.rows_needed_for_n_pairs(max_pairs) / max(record_count, 1))
     sample = _record_sample(records, fraction, seed)
     # The sample is a few thousand records: broadcast, Spark pairs them in one pass, where its
@@ -272,7 +279,29 @@ def estimate_u(records: RegisteredRecords, model: Model, record_count: int, max_
         by_level = level_counts.setdefault(comparison.output_column_name, {})
         for row in counts:
             by_level[row[gamma]] = by_level.get(row[gamma], 0) + row["agreement_pattern_count"]
-    splink.set_u_from_level_counts(model, level_counts)
+    rare = [(comparison, level, column) for comparison, level, column in splink.exact_match_first_levels(model)
+            if fraction < 1.0 and level_counts[comparison].get(level, 0) < MIN_SAMPLED_AGREEMENTS]
+    u_by_column = exact_match_u(records.df, [column for _, _, column in rare]) if rare else {}
+    from_frequencies = {comparison: {level: u_by_column[column]} for comparison, level, column in rare
+                        if u_by_column.get(column, 0.0) > 0}
+    if from_frequencies:
+        log.info("u of exact %s from value frequencies: the sample held too few agreeing pairs",
+                 ", ".join(from_frequencies))
+    splink.set_u_from_level_counts(model, level_counts, from_frequencies)
+
+
+def exact_match_u(records: DataFrame, columns: list[str]) -> dict[str, float]:
+    """Per column, the chance two different records, both holding a value, hold the same one:
+    sum n(n-1) over the values' counts n, over N(N-1) for N records with a value. One Spark job
+    for all the columns: their values stacked, then counted."""
+    stacked = records.select(F.explode(F.array(*[
+        F.struct(F.lit(column).alias("field"), F.col(column).cast("string").alias("value")) for column in columns
+    ])).alias("v")).select("v.*").where(F.col("value").isNotNull())
+    n = F.col("count").cast("double")
+    rows = (stacked.groupBy("field", "value").count()
+            .groupBy("field").agg(F.sum(n * (n - 1)).alias("agreeing"), F.sum(n).alias("holding")).collect())
+    return {row["field"]: row["agreeing"] / (row["holding"] * (row["holding"] - 1)) if row["holding"] > 1 else 0.0
+            for row in rows}
 
 
 def estimate_m(records: RegisteredRecords, model: Model, rule: str, max_pairs: float | None, seed: int) -> None:

@@ -371,7 +371,10 @@ class LinkageConfig(_Strict):
     max_block_comparisons: int = Field(
         5_000_000, ge=1, description="A blocking key whose block would score more pairs than this is dropped from that rule."
     )
-    u_max_pairs: float = Field(5e6, gt=0)
+    u_max_pairs: float = Field(
+        5e6, gt=0, description="Random pairs u is estimated from. An exact level these pairs reach fewer than 100 "
+        "times takes its u from the field's value frequencies over every record."
+    )
     em_max_pairs: float | None = Field(
         5e5, gt=0, description="Sample EM training pairs down to about this many (EM needs counts of patterns, not all pairs)."
     )

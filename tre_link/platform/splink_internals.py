@@ -137,9 +137,26 @@ def rows_needed_for_n_pairs(pairs: float) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
-def set_u_from_level_counts(model: Model, level_counts: dict[str, dict[int, int]]) -> None:
+def exact_match_first_levels(model: Model) -> list[tuple[str, int, str]]:
+    """(comparison, level, column) for each comparison whose first non-null level is an exact
+    match on one column: that level's u is the chance two random records share a value."""
+    found = []
+    for comparison in model.comparisons:
+        levels = comparison._comparison_levels_excluding_null
+        if not levels or not levels[0]._is_exact_match:
+            continue
+        columns = levels[0]._exact_match_colnames
+        if len(columns) == 1:
+            found.append((comparison.output_column_name, levels[0].comparison_vector_value, columns[0]))
+    return found
+
+
+def set_u_from_level_counts(model: Model, level_counts: dict[str, dict[int, int]],
+                            from_frequencies: dict[str, dict[int, float]] | None = None) -> None:
     """u of every non-null level from counts of pairs per level among random pairs,
-    {output column: {gamma level: pairs}}, recorded as Splink's own u estimation records them."""
+    {output column: {gamma level: pairs}}, recorded as Splink's own u estimation records them;
+    `from_frequencies` ({output column: {gamma level: u}}) replaces some levels' estimates with u
+    computed from the values' frequencies over every record."""
     records = []
     for comparison in model.comparisons:
         by_level = level_counts.get(comparison.output_column_name, {})
@@ -149,12 +166,17 @@ def set_u_from_level_counts(model: Model, level_counts: dict[str, dict[int, int]
              "m_probability": None, "u_probability": n / observed}
             for level, n in by_level.items() if level != -1 and n > 0
         ]
-    lookup = m_u_records_to_lookup_dict(records)
+    sampled = m_u_records_to_lookup_dict(records)
+    computed = from_frequencies or {}
     for comparison in model.comparisons:
+        name = comparison.output_column_name
         for level in comparison._comparison_levels_excluding_null:
-            append_u_probability_to_comparison_level_trained_probabilities(
-                level, lookup, comparison.output_column_name, "estimate u by random sampling"
-            )
+            if level.comparison_vector_value in computed.get(name, {}):
+                lookup = {name: {level.comparison_vector_value: {"u_probability": computed[name][level.comparison_vector_value]}}}
+                description = "estimate u from value frequencies"
+            else:
+                lookup, description = sampled, "estimate u by random sampling"
+            append_u_probability_to_comparison_level_trained_probabilities(level, lookup, name, description)
     use_trained_values(model)
 
 
