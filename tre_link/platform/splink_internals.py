@@ -171,8 +171,9 @@ def set_u_from_level_counts(model: Model, level_counts: dict[str, dict[int, int]
     for comparison in model.comparisons:
         name = comparison.output_column_name
         for level in comparison._comparison_levels_excluding_null:
-            if level.comparison_vector_value in computed.get(name, {}):
-                lookup = {name: {level.comparison_vector_value: {"u_probability": computed[name][level.comparison_vector_value]}}}
+            value = level.comparison_vector_value
+            if value in computed.get(name, {}):
+                lookup = {name: {value: {"u_probability": computed[name][value]}}}
                 description = "estimate u from value frequencies"
             else:
                 lookup, description = sampled, "estimate u by random sampling"
