@@ -34,9 +34,11 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from tre_link import TreLink, load_config
+    from tre_link.demo import ensure_demo_keys
     from tre_link.platform.spark import build_session
 
     cfg = load_config(args.config)
+    ensure_demo_keys(cfg)  # throwaway keys where the config names key files that do not exist yet
     if args.threshold is not None:
         cfg = cfg.model_copy(update={"linkage": cfg.linkage.model_copy(
             update={"threshold_match_probability": args.threshold if args.threshold == "auto"
