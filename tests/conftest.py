@@ -42,10 +42,9 @@ def pytest_configure(config):
     sessions fail to start (JAVA_GATEWAY_EXITED)."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
-    from tre_link.platform.spark import delta_packages
+    from tre_link.platform.spark import SPARK_IVY_HOMES, cached_delta_jar
 
-    group, artifact, version = delta_packages().split(",")[0].split(":")
-    if not (Path.home() / ".ivy2.5.2" / "jars" / f"{group}_{artifact}-{version}.jar").is_file():
+    if cached_delta_jar(SPARK_IVY_HOMES[:1]) is None:  # the cache this Spark (4.x) itself reads
         done = subprocess.run([sys.executable, "-c", RESOLVE_JARS], capture_output=True, text=True)
         if done.returncode != 0:
             raise pytest.UsageError(f"could not resolve Delta's jars through Spark's Ivy:\n{done.stderr[-3000:]}")

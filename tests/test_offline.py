@@ -14,7 +14,7 @@ import yaml
 
 from tre_link.platform.config import SparkSettings
 from tre_link.platform.errors import EnvironmentProblem
-from tre_link.platform.spark import delta_packages, session_jars
+from tre_link.platform.spark import SPARK_IVY_HOMES, delta_packages, session_jars
 
 from conftest import small_demo_config
 
@@ -24,7 +24,7 @@ TRE_LINK = Path(sys.executable).parent / "tre-link"
 
 def _ivy_cache() -> Path:
     """Spark's own Ivy cache, filled when the test session's `spark` fixture resolved Delta."""
-    for candidate in (Path.home() / ".ivy2.5.2" / "cache", Path.home() / ".ivy2" / "cache"):
+    for candidate in (Path(home).expanduser() / "cache" for home in SPARK_IVY_HOMES):
         if candidate.is_dir():
             return candidate
     raise AssertionError("no Ivy cache: the spark fixture should have resolved Delta's jars into one")

@@ -93,14 +93,11 @@ def test_exact_level_u_comes_from_value_frequencies_only_when_the_sample_holds_f
     model = probabilistic.new_model(demo_run.cfg.linkage)
     with probabilistic.register_records(sample, model, []) as registered:
         probabilistic.estimate_u(registered, model, sample.count(), max_pairs=2000, seed=1)
-    u = {p.comparison: p.u for p in splink_internals.level_parameters(model) if p.level == _first_level(model, p.comparison)}
+    first = {comparison: level for comparison, level, _ in splink_internals.exact_match_first_levels(model)}
+    u = {p.comparison: p.u for p in splink_internals.level_parameters(model) if first.get(p.comparison) == p.level}
     from_frequencies = probabilistic.exact_match_u(sample, ["postcode", "sex"])
     assert u["postcode"] == pytest.approx(from_frequencies["postcode"], rel=1e-12)
     assert u["sex"] != pytest.approx(from_frequencies["sex"], rel=1e-3)
-
-
-def _first_level(model, comparison: str) -> int:
-    return next(level for name, level, _ in splink_internals.exact_match_first_levels(model) if name == comparison)
 
 
 def test_em_on_pattern_counts_equals_splinks_em(spark, demo_run, sample):

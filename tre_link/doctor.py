@@ -62,7 +62,7 @@ def spark_check() -> Check:
 def jar_checks(settings: SparkSettings) -> list[Check]:
     from splink.backends.spark import similarity_jar_location
 
-    from tre_link.platform.spark import delta_packages, session_jars
+    from tre_link.platform.spark import cached_delta_jar, delta_packages, session_jars
 
     checks = []
     splink_jar = Path(similarity_jar_location())
@@ -75,9 +75,7 @@ def jar_checks(settings: SparkSettings) -> list[Check]:
         except TreLinkError as err:
             checks.append(Check("delta jars", False, str(err), "copy the bundle's jars/ there (`make bundle`)"))
         return checks
-    group, artifact, version = packages.split(",")[0].split(":")
-    cached = [Path(d).expanduser() / "jars" / f"{group}_{artifact}-{version}.jar" for d in ("~/.ivy2.5.2", "~/.ivy2")]
-    hit = next((p for p in cached if p.is_file()), None)
+    hit = cached_delta_jar()
     checks.append(Check("delta jars", True, f"{packages}: " + (
         f"in the Ivy cache ({hit})" if hit else "not cached; Spark downloads it from Maven Central at first start "
         "(offline: set spark.jars_dir to a bundle's jars)")))

@@ -280,7 +280,7 @@ def estimate_u(records: RegisteredRecords, model: Model, record_count: int, max_
         for row in counts:
             by_level[row[gamma]] = by_level.get(row[gamma], 0) + row["agreement_pattern_count"]
     rare = [(comparison, level, column) for comparison, level, column in splink.exact_match_first_levels(model)
-            if fraction < 1.0 and level_counts[comparison].get(level, 0) < MIN_SAMPLED_AGREEMENTS]
+            if level_counts[comparison].get(level, 0) < MIN_SAMPLED_AGREEMENTS] if fraction < 1.0 else []
     u_by_column = exact_match_u(records.df, [column for _, _, column in rare]) if rare else {}
     from_frequencies = {comparison: {level: u_by_column[column]} for comparison, level, column in rare
                         if u_by_column.get(column, 0.0) > 0}

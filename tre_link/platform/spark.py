@@ -36,6 +36,17 @@ def delta_packages() -> str:
     return configure_spark_with_delta_pip(SparkSession.Builder())._options["spark.jars.packages"]
 
 
+# Spark's default Ivy homes (Spark 4's, then Spark 3's): --packages jars are cached under <home>/jars.
+SPARK_IVY_HOMES = ("~/.ivy2.5.2", "~/.ivy2")
+
+
+def cached_delta_jar(homes: tuple[str, ...] = SPARK_IVY_HOMES) -> Path | None:
+    """Delta's jar in Spark's default Ivy cache, where an earlier session resolved it; else None."""
+    group, artifact, version = delta_packages().split(",")[0].split(":")
+    cached = (Path(home).expanduser() / "jars" / f"{group}_{artifact}-{version}.jar" for home in homes)
+    return next((jar for jar in cached if jar.is_file()), None)
+
+
 def session_jars(settings: SparkSettings) -> list[str]:
     """The jars a session started here loads through spark.jars: Splink's similarity jar, and with
     `jars_dir` (an offline install) every jar in that directory, Delta's among them, so nothing is
