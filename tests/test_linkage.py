@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from tre_link.ingest.stage import read_standardised
-from tre_link.link.cluster import cluster_records
+from tre_link.link.cluster import cluster_records, links_to_one_number
 from tre_link.link.engine import link_records, prepare_records
 from tre_link.platform.errors import ConfigError
 from tre_link.record.evaluate import evaluate_person_index
@@ -117,11 +117,11 @@ def test_clusters_from_deterministic_groups_and_probabilistic_links(spark):
         "unique_id string, source string, record_id string, deterministic_nhs string",
     )
     links = spark.createDataFrame(
-        [("gp:a1", "gp:a2", "deterministic"), ("gp:a2", "hospital:b1", "probabilistic"),
-         ("council:d1", "gp:c1", "probabilistic")],
-        "unique_id_l string, unique_id_r string, link_method string",
+        [("gp:a1", "gp:a2", "deterministic", 1.0), ("gp:a2", "hospital:b1", "probabilistic", 0.99),
+         ("council:d1", "gp:c1", "probabilistic", 0.97)],
+        "unique_id_l string, unique_id_r string, link_method string, match_probability double",
     )
-    got = cluster_records(deterministic_groups(nodes), links)
+    got = cluster_records(deterministic_groups(nodes), links, bridge_nhs_numbers=False)
 
     # Each cluster is labelled by its smallest unique_id (person IDs are given by person_ids).
     expected = spark.createDataFrame(
@@ -132,6 +132,65 @@ def test_clusters_from_deterministic_groups_and_probabilistic_links(spark):
         got.schema,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# Numbers X (a1, a2) and Y (c1); u1 and u2 have none. u1 links to both numbers' records, u2 to
+# u1 and to Y's record: without bridges, u1 keeps X (its strongest link) and u2 keeps Y.
+BRIDGE_RECORDS = [("gp:a1", "gp", "a1", "X"), ("gp:a2", "gp", "a2", "X"), ("gp:c1", "gp", "c1", "Y"),
+                  ("council:u1", "council", "u1", None), ("council:u2", "council", "u2", None)]
+BRIDGE_LINKS = [("gp:a1", "gp:a2", "deterministic", 1.0), ("council:u1", "gp:a2", "probabilistic", 0.99),
+                ("gp:c1", "council:u1", "probabilistic", 0.98), ("council:u1", "gp:a1", "probabilistic", 0.96),
+                ("council:u2", "council:u1", "probabilistic", 0.97), ("council:u2", "gp:c1", "probabilistic", 0.96)]
+BRIDGE_SCHEMA = "unique_id_l string, unique_id_r string, link_method string, match_probability double"
+
+
+def test_a_record_without_a_number_keeps_its_links_to_its_strongest_number_only(spark):
+    groups = deterministic_groups(spark.createDataFrame(
+        BRIDGE_RECORDS, "unique_id string, source string, record_id string, deterministic_nhs string"))
+    links = spark.createDataFrame(BRIDGE_LINKS, BRIDGE_SCHEMA).where("link_method = 'probabilistic'")
+    got = links_to_one_number(links, groups)
+    # u1's link to c1 (Y) goes; its two links to X's records and the link between u1 and u2 stay
+    expected = links.where("not (unique_id_l = 'gp:c1' and unique_id_r = 'council:u1')")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_an_equally_strong_link_to_two_numbers_keeps_the_smaller_numbers_group(spark):
+    groups = deterministic_groups(spark.createDataFrame(
+        BRIDGE_RECORDS, "unique_id string, source string, record_id string, deterministic_nhs string"))
+    links = spark.createDataFrame([("council:u1", "gp:c1", "probabilistic", 0.98),
+                                   ("council:u1", "gp:a2", "probabilistic", 0.98)], BRIDGE_SCHEMA)
+    got = links_to_one_number(links, groups).select("unique_id_r").collect()
+    assert [row.unique_id_r for row in got] == ["gp:a2"]  # X's group is anchored on gp:a1 < gp:c1
+
+
+@pytest.mark.parametrize("bridge", [False, True])
+def test_clusters_bridge_nhs_numbers_only_when_configured(spark, bridge):
+    groups = deterministic_groups(spark.createDataFrame(
+        BRIDGE_RECORDS, "unique_id string, source string, record_id string, deterministic_nhs string"))
+    # Without the link between u1 and u2: a chain of records without numbers still bridges.
+    links = spark.createDataFrame(BRIDGE_LINKS, BRIDGE_SCHEMA).where("unique_id_l != 'council:u2' "
+                                                                     "or unique_id_r != 'council:u1'")
+    got = cluster_records(groups, links, bridge_nhs_numbers=bridge)
+    clusters = {(row.source, row.record_id): row.cluster for row in got.collect()}
+    if bridge:  # one person through u1
+        assert len(set(clusters.values())) == 1
+    else:  # X with u1, whose link to Y went; Y with u2
+        assert clusters[("council", "u1")] == clusters[("gp", "a1")] == clusters[("gp", "a2")]
+        assert clusters[("council", "u2")] == clusters[("gp", "c1")] != clusters[("gp", "a1")]
+
+
+def test_a_refresh_also_clusters_again_the_persons_a_link_reaches(spark):
+    """Without bridges a link can join two persons: clustering P1 again brings in P2, which holds
+    the other end of one of its links (a record may move there), but not P3, which no link of
+    P1's records reaches."""
+    from tre_link.link.refresh import with_linked_persons
+
+    previous = spark.createDataFrame(
+        [("gp", "a1", "P1"), ("council", "u1", "P1"), ("gp", "c1", "P2"), ("gp", "c2", "P2"), ("gp", "e1", "P3")],
+        "source string, record_id string, person_id string")
+    links = spark.createDataFrame([("council:u1", "gp:c1"), ("gp:c2", "gp:e1")], "unique_id_l string, unique_id_r string")
+    got = with_linked_persons(previous, previous.where("person_id = 'P1'"), links)
+    assert_df_equality(got, previous.where("person_id in ('P1', 'P2')"), ignore_row_order=True, ignore_column_order=True)
 
 
 def test_accuracy_counts_pairs_and_clusters(spark):

@@ -10,8 +10,32 @@ from splink.clustering import cluster_pairwise_predictions_at_threshold
 from tre_link.link.records import UNIQUE_ID
 
 
-def cluster_records(groups: DataFrame, links: DataFrame) -> DataFrame:
-    """Connected components over every link (all of them already at or above threshold).
+def links_to_one_number(links: DataFrame, groups: DataFrame) -> DataFrame:
+    """The probabilistic links a record without a key (an NHS number) keeps when it may not
+    bridge two keys: of its links to keyed records, only those to the key of its strongest one
+    (on a tie, the key whose group's anchor is smallest). Links between keyless records, and
+    between keyed ones, are all kept.
+
+    A keyless record that matches two people's records (a name and birthday two people share)
+    would otherwise join both persons into one, although the deterministic pass holds records of
+    different valid numbers to be different people."""
+    ends = groups.select(UNIQUE_ID, "node", "keyed")
+    keyed_l, keyed_r = F.col("_keyed_l"), F.col("_keyed_r")
+    joined = (links.join(ends.toDF("unique_id_l", "_node_l", "_keyed_l"), "unique_id_l")
+              .join(ends.toDF("unique_id_r", "_node_r", "_keyed_r"), "unique_id_r")
+              .withColumns({"_to_key": keyed_l != keyed_r,
+                            "_keyless": F.when(keyed_l, F.col("unique_id_r")).otherwise(F.col("unique_id_l")),
+                            "_key": F.when(keyed_l, F.col("_node_l")).otherwise(F.col("_node_r"))}))
+    strongest = (joined.where("_to_key").groupBy("_keyless")
+                 .agg(F.min_by("_key", F.struct(-F.col("match_probability"), F.col("_key"))).alias("_strongest")))
+    return (joined.join(strongest, "_keyless", "left")
+            .where(~F.col("_to_key") | (F.col("_key") == F.col("_strongest")))
+            .select(*links.columns))
+
+
+def cluster_records(groups: DataFrame, links: DataFrame, *, bridge_nhs_numbers: bool) -> DataFrame:
+    """Connected components over every link (all of them already at or above threshold), or,
+    without `bridge_nhs_numbers`, over the links `links_to_one_number` keeps.
 
     Records sharing a deterministic key are one component already, so `groups`
     (`deterministic_groups`) collapses each such group to one node, its anchor, and Splink's
@@ -25,6 +49,9 @@ def cluster_records(groups: DataFrame, links: DataFrame) -> DataFrame:
     probabilistic, both, or singleton.
     """
     probabilistic = links.where(F.col("link_method") == "probabilistic")
+    if not bridge_nhs_numbers:
+        # Materialised when first read: the edges and the link methods below both read it.
+        probabilistic = links_to_one_number(probabilistic, groups).localCheckpoint(eager=False)
     # Materialised once: connected components reads the edges in every iteration. Each join
     # hashes its smaller side (the links, the components) rather than sorting both.
     edges = (

@@ -42,17 +42,19 @@ def assign_deterministic_keys(records: DataFrame) -> DataFrame:
 
 def deterministic_groups(keyed_records: DataFrame) -> DataFrame:
     """unique_id, source, record_id -> node: the anchor of the record's deterministic group (the
-    smallest unique_id sharing its key), or the record itself when it has no key; and node_size,
-    the records in that group (1 without a key). A window, not a join back to each group: one
-    shuffle of the keyed records."""
+    smallest unique_id sharing its key), or the record itself when it has no key; node_size,
+    the records in that group (1 without a key); and keyed, whether the group has a key. A
+    window, not a join back to each group: one shuffle of the keyed records."""
     group = Window.partitionBy(DETERMINISTIC_KEY)
     keyed = keyed_records.where(F.col(DETERMINISTIC_KEY).isNotNull()).select(
         UNIQUE_ID, "source", "record_id",
         F.min(UNIQUE_ID).over(group).alias("node"),
         F.count(F.lit(1)).over(group).cast("int").alias("node_size"),
+        F.lit(True).alias("keyed"),
     )
     unkeyed = keyed_records.where(F.col(DETERMINISTIC_KEY).isNull()).select(
-        UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(1).alias("node_size")
+        UNIQUE_ID, "source", "record_id", F.col(UNIQUE_ID).alias("node"), F.lit(1).alias("node_size"),
+        F.lit(False).alias("keyed"),
     )
     return keyed.unionByName(unkeyed)
 

@@ -127,7 +127,7 @@ def link_records(prepared: DataFrame, linkage: LinkageConfig, model_path: str) -
             links = deterministic_edges(groups).unionByName(probabilistic_links)
             yield LinkOutputs(
                 links=_with_record_keys(links),
-                clusters=cluster_records(groups, links),
+                clusters=cluster_records(groups, links, bridge_nhs_numbers=linkage.bridge_nhs_numbers),
                 scored_pairs=scored,
                 estimated_comparisons=estimated,
                 dropped_blocks=plan.dropped,

@@ -74,6 +74,15 @@ def touched_persons(previous: DataFrame, touched: DataFrame, new_links: DataFram
     return previous.join(persons, "person_id", "left_semi")
 
 
+def with_linked_persons(previous: DataFrame, persons: DataFrame, links: DataFrame) -> DataFrame:
+    """The rows of the previous person index of `persons` (rows of it) and of every person holding
+    the other end of a link (unique_id_l, unique_id_r) from one of their records. Where records
+    without an NHS number may not bridge numbers, a link can join two persons; a record whose
+    strongest link changed may move to the person of another of its links."""
+    ids = persons.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID))
+    return touched_persons(previous, ids, with_an_end_in(links, ids))
+
+
 def partition_differences(index: DataFrame, other: DataFrame) -> int:
     """How many records two person indexes (source, record_id, person_id) put in different
     company: each record is labelled by the smallest unique_id of its person in each index, and

@@ -212,7 +212,10 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
             .withColumn("link_method", F.lit("probabilistic"))).localCheckpoint(eager=True)
         old_links = changes.with_end_ids(read_delta(spark, cfg.output.links_table, table="links").df)
         previous = base.person_index.df.select(*PERSON_INDEX_COLUMNS)
-        again = changes.touched_persons(previous, touched, new_links).localCheckpoint(eager=True)
+        again = changes.touched_persons(previous, touched, new_links)
+        if not cfg.linkage.bridge_nhs_numbers:
+            again = changes.with_linked_persons(previous, again, old_links)
+        again = again.localCheckpoint(eager=True)
         # The records clustered again: those of the persons clustered again (the removed ones drop
         # out here, having no group now), and the changed ones.
         members = (again.select(unique_id(F.col("source"), F.col("record_id")).alias(UNIQUE_ID))
@@ -225,7 +228,8 @@ def refresh_link(spark: SparkSession, cfg: JobConfig, model_json: str, *, change
                 .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_l")), "unique_id_l", "left_semi")
                 .join(F.broadcast(members.withColumnRenamed(UNIQUE_ID, "unique_id_r")), "unique_id_r", "left_semi"))
         links_again = kept.select(*new_links.columns).unionByName(new_links)
-        assigned = assign_person_ids(cluster_records(groups, links_again), again, generation=generation,
+        clusters = cluster_records(groups, links_again, bridge_nhs_numbers=cfg.linkage.bridge_nhs_numbers)
+        assigned = assign_person_ids(clusters, again, generation=generation,
                                      key=person_id_key(cfg)).localCheckpoint(eager=True)
         index = assigned.select(*PERSON_INDEX_COLUMNS)
         events = person_events(assigned, again, generation).localCheckpoint(eager=True)

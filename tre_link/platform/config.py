@@ -367,6 +367,11 @@ class LinkageConfig(_Strict):
         0.95, description="A probability, or auto: the threshold with the best expected F1 (from the model's own "
         "match probabilities of the scored pairs) whose expected precision is at least auto_threshold_min_precision.")
     auto_threshold_min_precision: float = Field(0.999, gt=0, lt=1)
+    bridge_nhs_numbers: bool = Field(
+        True, description="Whether a record without a usable NHS number may join persons holding different "
+        "valid numbers into one. true (the default, so older configs keep their behaviour): every link "
+        "clusters. false: it joins the records of one number, those of its strongest link (its other links "
+        "stay in the links table but do not cluster).")
     max_comparisons: float = Field(2e8, gt=0, description="Refuse blocking that would exceed this count.")
     max_block_comparisons: int = Field(
         5_000_000, ge=1, description="A blocking key whose block would score more pairs than this is dropped from that rule."
