@@ -96,25 +96,3 @@ def test_links_differing_counts_each_side_by_why(spark):
     assert out["full_only"] == {"links": 1, "scored_below_threshold_by_other": 1, "not_scored_by_other": 0,
                                 "largest_probability_move": 0.002}
 
-
-def test_keyless_record_keeps_only_its_strongest_keys_links():
-    """bench/false_links.py's what-if: a record without a key keeps its links to one key, that of
-    its strongest link (on a tie, the smallest key); links between keyless records all stay."""
-    import pandas as pd
-
-    from bench.false_links import strongest_key_only
-
-    edges = pd.DataFrame(
-        [("R1", "K1", 0.99), ("K2", "R1", 0.97), ("R1", "K1", 0.96), ("R1", "R2", 0.95),
-         ("R3", "K2", 0.98), ("K1", "R3", 0.98)],
-        columns=["node_a", "node_b", "match_probability"])
-    kept = strongest_key_only(edges)
-    assert sorted(map(tuple, kept[["node_a", "node_b"]].values)) == [
-        ("K1", "R3"), ("R1", "K1"), ("R1", "K1"), ("R1", "R2")]
-
-
-def test_pairwise_accuracy_counts_pairs_within_clusters_and_persons():
-    """Clusters [0, 0, 0, 1] against persons [a, a, b, b]: 3 predicted pairs, 2 true, 1 in both."""
-    from bench.false_links import pairwise_accuracy
-
-    assert pairwise_accuracy([0, 0, 0, 1], ["a", "a", "b", "b"]) == {"precision": 0.333333, "recall": 0.5, "f1": 0.4}

@@ -10,25 +10,33 @@ from splink.clustering import cluster_pairwise_predictions_at_threshold
 from tre_link.link.records import UNIQUE_ID
 
 
-def links_to_one_number(links: DataFrame, groups: DataFrame) -> DataFrame:
-    """The probabilistic links a record without a key (an NHS number) keeps when it may not
-    bridge two keys: of its links to keyed records, only those to the key of its strongest one
-    (on a tie, the key whose group's anchor is smallest). Links between keyless records, and
-    between keyed ones, are all kept.
+def links_with_nodes(links: DataFrame, groups: DataFrame) -> DataFrame:
+    """`links` with node_l, node_r, keyed_l and keyed_r: the deterministic group (`groups`) of
+    each end and whether it has a key. Links with an end outside `groups` drop out. Each join
+    hashes its smaller side (the links) rather than sorting both."""
+    ends = groups.select(UNIQUE_ID, "node", "keyed")
+    return (links.hint("shuffle_hash").join(ends.toDF("unique_id_l", "node_l", "keyed_l"), "unique_id_l")
+            .hint("shuffle_hash").join(ends.toDF("unique_id_r", "node_r", "keyed_r"), "unique_id_r"))
+
+
+def links_to_one_number(links: DataFrame) -> DataFrame:
+    """The probabilistic links (`links_with_nodes`) a record without a key (an NHS number) keeps
+    when it may not bridge two keys: of its links to keyed records, only those to the key of its
+    strongest one (on a tie, the key whose group's anchor is smallest). Links between keyless
+    records, and between keyed ones, are all kept.
 
     A keyless record that matches two people's records (a name and birthday two people share)
     would otherwise join both persons into one, although the deterministic pass holds records of
     different valid numbers to be different people."""
-    ends = groups.select(UNIQUE_ID, "node", "keyed")
-    keyed_l, keyed_r = F.col("_keyed_l"), F.col("_keyed_r")
-    joined = (links.join(ends.toDF("unique_id_l", "_node_l", "_keyed_l"), "unique_id_l")
-              .join(ends.toDF("unique_id_r", "_node_r", "_keyed_r"), "unique_id_r")
-              .withColumns({"_to_key": keyed_l != keyed_r,
-                            "_keyless": F.when(keyed_l, F.col("unique_id_r")).otherwise(F.col("unique_id_l")),
-                            "_key": F.when(keyed_l, F.col("_node_l")).otherwise(F.col("_node_r"))}))
-    strongest = (joined.where("_to_key").groupBy("_keyless")
+    keyed_l = F.col("keyed_l")
+    marked = links.withColumns({
+        "_to_key": keyed_l != F.col("keyed_r"),
+        "_keyless": F.when(keyed_l, F.col("unique_id_r")).otherwise(F.col("unique_id_l")),
+        "_key": F.when(keyed_l, F.col("node_l")).otherwise(F.col("node_r")),
+    })
+    strongest = (marked.where("_to_key").groupBy("_keyless")
                  .agg(F.min_by("_key", F.struct(-F.col("match_probability"), F.col("_key"))).alias("_strongest")))
-    return (joined.join(strongest, "_keyless", "left")
+    return (marked.join(strongest, "_keyless", "left")
             .where(~F.col("_to_key") | (F.col("_key") == F.col("_strongest")))
             .select(*links.columns))
 
@@ -48,20 +56,14 @@ def cluster_records(groups: DataFrame, links: DataFrame, *, bridge_nhs_numbers: 
     written), and link_method says how the record joined its cluster: deterministic,
     probabilistic, both, or singleton.
     """
-    probabilistic = links.where(F.col("link_method") == "probabilistic")
+    probabilistic = links_with_nodes(links.where(F.col("link_method") == "probabilistic"), groups)
     if not bridge_nhs_numbers:
-        # Materialised when first read: the edges and the link methods below both read it.
-        probabilistic = links_to_one_number(probabilistic, groups).localCheckpoint(eager=False)
-    # Materialised once: connected components reads the edges in every iteration. Each join
-    # hashes its smaller side (the links, the components) rather than sorting both.
-    edges = (
-        probabilistic.hint("shuffle_hash")
-        .join(groups.select(F.col(UNIQUE_ID).alias("unique_id_l"), F.col("node").alias("node_l")), "unique_id_l")
-        .hint("shuffle_hash")
-        .join(groups.select(F.col(UNIQUE_ID).alias("unique_id_r"), F.col("node").alias("node_r")), "unique_id_r")
-        .where(F.col("node_l") != F.col("node_r"))
-        .select(F.col("node_l").alias("unique_id_l"), F.col("node_r").alias("unique_id_r"))
-    ).localCheckpoint(eager=True)
+        probabilistic = links_to_one_number(probabilistic)
+    # Materialised once: connected components reads the edges in every iteration, and the link
+    # methods below read the links' ends.
+    probabilistic = probabilistic.select("unique_id_l", "unique_id_r", "node_l", "node_r").localCheckpoint(eager=True)
+    edges = probabilistic.where(F.col("node_l") != F.col("node_r")).select(
+        F.col("node_l").alias("unique_id_l"), F.col("node_r").alias("unique_id_r"))
     graph_nodes = edges.select(F.col("unique_id_l").alias(UNIQUE_ID)).union(
         edges.select(F.col("unique_id_r").alias(UNIQUE_ID))
     ).distinct()
