@@ -638,7 +638,8 @@ def _run(args) -> dict:
                       "shuffle_partitions": cfg.spark.shuffle_partitions},
             "linkage": {"threshold_match_probability": cfg.linkage.threshold_match_probability,
                         "u_max_pairs": cfg.linkage.u_max_pairs, "seed": cfg.seed,
-                        "max_block_comparisons": cfg.linkage.max_block_comparisons},
+                        "max_block_comparisons": cfg.linkage.max_block_comparisons,
+                        "bridge_nhs_numbers": cfg.linkage.bridge_nhs_numbers},
             "wall_seconds": round(time.perf_counter() - wall_start, 3),
             **provenance(spark),
         }
