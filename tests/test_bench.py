@@ -95,4 +95,3 @@ def test_links_differing_counts_each_side_by_why(spark):
                                      "largest_probability_move": 0.03}
     assert out["full_only"] == {"links": 1, "scored_below_threshold_by_other": 1, "not_scored_by_other": 0,
                                 "largest_probability_move": 0.002}
-
